@@ -1,0 +1,7 @@
+"""``python -m ppy`` works like ``ppy``."""
+
+import sys
+
+from ppy.cli import main
+
+sys.exit(main())

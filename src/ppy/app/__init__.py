@@ -1,0 +1,1 @@
+"""The app folder: loading modules safely, the method table, dispatching calls."""

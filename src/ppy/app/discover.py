@@ -1,0 +1,82 @@
+"""The ``rpc.discover`` document: OpenRPC 1.2 generated from signatures.
+
+Parameter and result schemas come from the annotations (via msgspec's JSON
+Schema generator), defaults from the signature, summaries from docstrings.
+Extensions a generator can rely on: ``x-python-type`` on each parameter and
+result (the annotation as written), ``x-signature`` per method, and
+``x-import-errors`` listing app modules that failed to import.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import msgspec
+
+from ppy.app.function import Function, type_text
+from ppy.app.registry import Registry
+
+OPENRPC_VERSION = "1.2.6"
+
+
+def _schema(tp: Any) -> dict[str, Any]:
+    if tp is inspect.Parameter.empty or tp is Any:
+        return {}
+    if tp is None or tp is type(None):
+        return {"type": "null"}
+    try:
+        return dict(msgspec.json.schema(tp))
+    except (TypeError, ValueError):
+        return {}
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        msgspec.json.encode(value)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return True
+
+
+def describe_method(fn: Function) -> dict[str, Any]:
+    params = []
+    for name, p in fn.signature.parameters.items():
+        tp = fn.hints.get(name, inspect.Parameter.empty)
+        schema = _schema(tp)
+        if p.default is not inspect.Parameter.empty and _jsonable(p.default):
+            schema["default"] = p.default
+        item: dict[str, Any] = {
+            "name": name,
+            "required": p.default is inspect.Parameter.empty
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD),
+            "schema": schema,
+            "x-python-type": type_text(tp),
+        }
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.KEYWORD_ONLY, p.POSITIONAL_ONLY):
+            item["x-kind"] = p.kind.name.lower()
+        params.append(item)
+    ret = fn.hints.get("return", inspect.Parameter.empty)
+    method: dict[str, Any] = {
+        "name": fn.method,
+        "params": params,
+        "result": {"name": "result", "schema": _schema(ret), "x-python-type": type_text(ret)},
+        "x-signature": fn.describe(),
+        "x-async": fn.is_async,
+    }
+    if fn.summary:
+        method["summary"] = fn.summary
+    if fn.doc:
+        method["description"] = fn.doc
+    return method
+
+
+def document(registry: Registry, version: str) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "openrpc": OPENRPC_VERSION,
+        "info": {"title": f"ppy app {registry.app_dir.name}", "version": version},
+        "methods": [describe_method(fn) for fn in registry.functions.values()],
+    }
+    if registry.failed:
+        doc["x-import-errors"] = dict(registry.failed)
+    return doc

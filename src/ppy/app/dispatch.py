@@ -1,0 +1,146 @@
+"""From a :class:`Call` to encoded result bytes, the same for every dialect.
+
+Look-up, admission (``--max-inflight``), binding, running and encoding all
+happen here, so the TCP and HTTP front ends cannot disagree on semantics;
+they only render the bytes or the :class:`PpyError` in their own shape.
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ppy.app.discover import document
+from ppy.app.function import Function
+from ppy.app.registry import Registry
+from ppy.config import Config
+from ppy.errors import ApplicationError, InternalError, InvalidParams, Overloaded, PpyError, Unauthorized
+from ppy.wire.model import Call
+
+log = logging.getLogger("ppy.call")
+access = logging.getLogger("ppy.access")
+
+#: observer(method, dialect, error code or 0, seconds) — metrics hang off this.
+Observer = Callable[[str, str, int, float], None]
+Encoder = Callable[[Any], bytes]
+
+UNAUTHORIZED = ("token required: authenticate first (lines: call rpc.auth with [token]; legacy: add a "
+                '"token" key; HTTP: send Authorization: Bearer <token>)')
+
+
+class Runner(Protocol):
+    async def run(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+def application_error(method: str, exc: BaseException, debug: bool) -> ApplicationError:
+    """The error a client sees when a user function raised: its message and class name."""
+    kind = type(exc).__name__
+    data: dict[str, Any] = {"type": kind}
+    if debug:
+        data["traceback"] = "".join(traceback.format_exception(exc))
+    err = ApplicationError(str(exc) or kind, data)
+    err.__cause__ = exc
+    return err
+
+
+class Dispatcher:
+    def __init__(self, config: Config, registry: Registry, runner: Runner, version: str) -> None:
+        self.registry = registry
+        self.runner = runner
+        self.version = version
+        self.timeout = config.timeout
+        self.max_inflight = config.max_inflight
+        self.debug = config.debug
+        self.legacy_str_params = config.legacy_str_params
+        self.token = config.token
+        self.access_log = config.access_log
+        self.inflight = 0
+        self.observers: list[Observer] = []
+        self._ids = itertools.count(1)
+        self._discovery: tuple[Registry, dict[str, Any]] | None = None
+
+    def swap(self, registry: Registry) -> None:
+        """Atomically replace the method table: calls already running keep their functions."""
+        self.registry = registry
+
+    def check_token(self, token: Any) -> bool:
+        if self.token is None:
+            return True
+        return isinstance(token, str) and hmac.compare_digest(token.encode(), self.token.encode())
+
+    def discovery(self) -> dict[str, Any]:
+        cached = self._discovery
+        if cached is None or cached[0] is not self.registry:
+            cached = (self.registry, document(self.registry, self.version))
+            self._discovery = cached
+        return cached[1]
+
+    async def call(self, call: Call, dialect: str, authed: bool, encode: Encoder) -> bytes:
+        """Run one call and return its encoded result, or raise a PpyError."""
+        start = time.perf_counter()
+        code = 0
+        try:
+            return encode(await self._run(call, dialect, authed))
+        except PpyError as exc:
+            code = exc.code
+            if isinstance(exc, (ApplicationError, InternalError)):
+                rid = next(self._ids)
+                exc.data.setdefault("request_id", rid)
+                cause = exc.__cause__ or exc
+                log.error("call %s failed (request_id=%s, %s): %s\n%s", call.method, rid, dialect,
+                          exc.message, "".join(traceback.format_exception(cause)).rstrip())
+            raise
+        finally:
+            elapsed = time.perf_counter() - start
+            if self.access_log:
+                access.info("%s %s %s %.3fms", dialect, call.method, code or "ok", elapsed * 1000,
+                            extra={"method": call.method, "dialect": dialect, "code": code,
+                                   "ms": round(elapsed * 1000, 3)})
+            for observer in self.observers:
+                observer(call.method, dialect, code, elapsed)
+
+    async def _run(self, call: Call, dialect: str, authed: bool) -> Any:
+        method = call.method
+        if method.startswith("rpc."):
+            return self._builtin(call, authed)
+        if not authed and self.token is not None:
+            raise Unauthorized(UNAUTHORIZED)
+        fn = self.registry.lookup(method)
+        params = call.params
+        if dialect == "legacy" and self.legacy_str_params and isinstance(params, list):
+            params = [str(v) for v in params]
+        args, kwargs = fn.bind(params)
+        if self.inflight >= self.max_inflight:
+            raise Overloaded(f"{self.inflight} calls in flight, the server's --max-inflight; retry later",
+                             {"max_inflight": self.max_inflight})
+        timeout = self.timeout if call.timeout is None else min(call.timeout, self.timeout)
+        self.inflight += 1
+        try:
+            return await self.runner.run(fn, args, kwargs, timeout)
+        finally:
+            self.inflight -= 1
+
+    def _builtin(self, call: Call, authed: bool) -> Any:
+        method = call.method
+        if method == "rpc.ping":
+            return "pong"
+        if method == "rpc.auth":
+            params = call.params
+            token = params.get("token") if isinstance(params, dict) else (params[0] if len(params) == 1 else None)
+            if token is None:
+                raise InvalidParams('rpc.auth takes one parameter: [token] or {"token": ...}', {"param": "token"})
+            if not self.check_token(token):
+                raise Unauthorized("wrong token: check the client's token against the server's --token-file")
+            return True
+        if not authed and self.token is not None:
+            raise Unauthorized(UNAUTHORIZED)
+        if method == "rpc.discover":
+            return self.discovery()
+        raise self.registry.not_found(method)

@@ -1,0 +1,128 @@
+"""Import app modules from the app folder, and nothing else (SPEC §1).
+
+Modules are imported under a private package (``ppy_app_<n>``) whose
+``__path__`` is the app folder: an entry ``billing.invoice`` is the module
+``ppy_app_0.billing.invoice``.  That keeps app modules from shadowing the
+standard library (an app's ``json.py`` is not ``json``), lets app modules use
+relative imports, and lets a reload build a fresh package beside the old one.
+
+The app folder is also appended to ``sys.path`` so app modules can import
+their siblings by plain name (``import helpers``), as they would when run
+as scripts.  Entries from clients are *never* used to import anything before
+they pass :func:`resolve`: a strict identifier pattern, then ``realpath``
+containment of every file involved.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import os
+import re
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+ENTRY_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*\Z")
+_PART_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+_counter = itertools.count()
+
+
+class EntryError(Exception):
+    """An entry that is not a loadable module of the app folder."""
+
+
+def valid_entry(entry: str) -> bool:
+    return bool(ENTRY_RE.match(entry))
+
+
+def resolve(app_dir: Path, entry: str) -> Path:
+    """The real path of ``entry``'s module file, which must lie inside ``app_dir``.
+
+    Every package ``__init__.py`` on the way is checked too, because importing
+    ``a.b`` runs ``a/__init__.py`` first.
+    """
+    if not valid_entry(entry):
+        raise EntryError(f"{entry!r} is not a valid entry: use dot-separated names like 'billing.invoice'")
+    root = Path(os.path.realpath(app_dir))
+    parts = entry.split(".")
+    here = root
+    target: Path | None = None
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        module_file = here / f"{part}.py"
+        package_dir = here / part
+        if last and module_file.is_file():
+            target = module_file
+        elif package_dir.is_dir():
+            init = package_dir / "__init__.py"
+            if init.exists():
+                _inside(root, init, entry)
+            _inside(root, package_dir, entry)
+            target = init if last else None
+        else:
+            raise EntryError(f"no module {entry!r} in the app folder {root}")
+        here = package_dir
+    if target is None or not target.exists():
+        raise EntryError(f"{entry!r} is a folder without __init__.py, not a module; name a .py file")
+    return _inside(root, target, entry)
+
+
+def _inside(root: Path, path: Path, entry: str) -> Path:
+    real = Path(os.path.realpath(path))
+    if real != root and root not in real.parents:
+        raise EntryError(f"entry {entry!r} resolves outside the app folder ({real}); ppy refuses it")
+    return real
+
+
+def discover(app_dir: Path) -> Iterator[str]:
+    """Every entry in the app folder: .py files and packages with public, valid names."""
+    root = Path(os.path.realpath(app_dir))
+
+    def walk(folder: Path, prefix: str) -> Iterator[str]:
+        try:
+            children = sorted(folder.iterdir())
+        except OSError:
+            return
+        for child in children:
+            name = child.stem if child.suffix == ".py" else child.name
+            if not _PART_RE.match(name):
+                continue
+            if child.is_file() and child.suffix == ".py":
+                yield prefix + name
+            elif child.is_dir():
+                if (child / "__init__.py").is_file():
+                    yield prefix + name
+                yield from walk(child, prefix + name + ".")
+
+    yield from walk(root, "")
+
+
+class Package:
+    """A private package rooted at the app folder; one per (re)load."""
+
+    def __init__(self, app_dir: Path) -> None:
+        self.app_dir = Path(os.path.realpath(app_dir))
+        self.name = f"ppy_app_{next(_counter)}"
+        pkg = types.ModuleType(self.name)
+        pkg.__path__ = [str(self.app_dir)]
+        pkg.__package__ = self.name
+        pkg.__file__ = None
+        sys.modules[self.name] = pkg
+        if str(self.app_dir) not in sys.path:
+            sys.path.append(str(self.app_dir))
+
+    def module_name(self, entry: str) -> str:
+        return f"{self.name}.{entry}"
+
+    def import_entry(self, entry: str) -> types.ModuleType:
+        """Import a resolved entry; exceptions from the module propagate to the caller."""
+        resolve(self.app_dir, entry)
+        return importlib.import_module(self.module_name(entry))
+
+    def unload(self) -> None:
+        """Drop this package's modules (after a reload swapped in a new one)."""
+        prefix = self.name + "."
+        for name in [n for n in sys.modules if n == self.name or n.startswith(prefix)]:
+            del sys.modules[name]

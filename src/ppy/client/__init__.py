@@ -1,0 +1,1 @@
+"""Python clients on the same wire codecs as the server: blocking and asyncio."""

@@ -1,0 +1,234 @@
+"""``ppy.Client``: a blocking client with one persistent connection.
+
+Over ``tcp://`` and ``unix://`` it speaks the lines dialect; over
+``http://`` it POSTs to ``/rpc``.  A connection found dead *before* a request
+is sent (the server restarted, or closed it for idleness) is replaced
+transparently; once a request is on the wire it is never re-sent, because the
+server may have run it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import select
+import socket
+from typing import Any
+
+import msgspec
+
+from ppy.client.common import DEFAULT_URL, Address, Namespace, build_params, result_of
+from ppy.client.errors import ClientError, ClientTimeout, ConnectError
+from ppy.wire import jsonrpc
+
+_decode = msgspec.json.decode
+MAX_REPLY_BYTES = 1 << 30  # a runaway reply must not eat all memory
+
+
+class Client:
+    def __init__(self, url: str = DEFAULT_URL, *, timeout: float = 30.0, connect_timeout: float = 5.0,
+                 token: str | None = None) -> None:
+        self.url = url
+        self.address = Address.parse(url)
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.token = token
+        self._ids = itertools.count(1)
+        self._sock: socket.socket | None = None
+        self._buf = bytearray()
+        self._http: http.client.HTTPConnection | None = None
+
+    # -- public API ------------------------------------------------------------------
+
+    def call(self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        """Call ``method`` with positional *or* keyword arguments and return its result."""
+        return self.request(method, build_params(args, kwargs), timeout=timeout)
+
+    def request(self, method: str, params: list[Any] | dict[str, Any] | None = None, *,
+                timeout: float | None = None) -> Any:
+        rid = next(self._ids)
+        wait = self.timeout if timeout is None else timeout
+        line = jsonrpc.encode_request(method, [] if params is None else params, rid,
+                                      timeout=timeout)
+        reply = self._roundtrip(line, rid, wait)
+        return result_of(reply)
+
+    def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
+        line = jsonrpc.encode_request(method, build_params(args, kwargs), notify=True)
+        if self.address.scheme in ("http", "https"):
+            self._post(line, self.timeout)
+        else:
+            self._send(line)
+
+    def batch(self, calls: list[tuple[str, list[Any] | dict[str, Any]]], *,
+              timeout: float | None = None) -> list[Any]:
+        """Send several calls in one request; returns results or RemoteError instances, in order."""
+        ids = [next(self._ids) for _ in calls]
+        body = b"[" + b",".join(jsonrpc.encode_request(m, p, i) for (m, p), i in zip(calls, ids, strict=True)) + b"]"
+        replies = self._roundtrip(body, ids, self.timeout if timeout is None else timeout)
+        if isinstance(replies, dict):  # the whole batch was rejected
+            result_of(replies)
+        by_id = {r.get("id"): r for r in replies if isinstance(r, dict)}
+        out: list[Any] = []
+        for i in ids:
+            try:
+                out.append(result_of(by_id.get(i)))
+            except ClientError as exc:
+                out.append(exc)
+        return out
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+        self._buf.clear()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getattr__(self, name: str) -> Namespace:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return Namespace(self, name)
+
+    # -- transport -------------------------------------------------------------------
+
+    def _roundtrip(self, body: bytes, rid: Any, wait: float) -> Any:
+        if self.address.scheme in ("http", "https"):
+            return _decode(self._post(body, wait))
+        self._send(body)
+        return self._read_reply(rid, wait)
+
+    def _connect(self) -> socket.socket:
+        addr = self.address
+        try:
+            if addr.scheme == "unix":
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(self.connect_timeout)
+                sock.connect(addr.path)
+            else:
+                sock = socket.create_connection((addr.host, addr.port), timeout=self.connect_timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except TimeoutError:
+            raise ClientTimeout(f"connecting to {self.url} took over {self.connect_timeout:g} s") from None
+        except OSError as exc:
+            raise ConnectError(f"cannot connect to {self.url}: {exc.strerror or exc}; "
+                               "is `ppy serve` running?") from None
+        self._sock = sock
+        self._buf.clear()
+        if self.token is not None:
+            rid = next(self._ids)
+            self._sock.sendall(jsonrpc.encode_request("rpc.auth", [self.token], rid) + b"\n")
+            result_of(self._read_reply(rid, self.timeout))
+        return sock
+
+    def _healthy(self, sock: socket.socket) -> bool:
+        """A reused socket that is readable before we sent anything was closed by the server."""
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        if not readable:
+            return True
+        try:
+            sock.setblocking(False)
+            data = sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            return False
+        finally:
+            try:
+                sock.setblocking(True)
+            except OSError:
+                pass
+        if not data:
+            return False
+        self._buf += data  # unexpected bytes (a late reply): keep them, matching by id skips them
+        return True
+
+    def _send(self, body: bytes) -> None:
+        sock = self._sock
+        if sock is not None and not self._healthy(sock):
+            self.close()
+            sock = None
+        if sock is None:
+            sock = self._connect()
+        try:
+            sock.settimeout(self.timeout)
+            sock.sendall(body + b"\n")
+        except OSError as exc:
+            self.close()
+            raise ConnectError(f"connection to {self.url} broke while sending: {exc}") from None
+
+    def _read_reply(self, rid: Any, wait: float) -> Any:
+        sock = self._sock
+        assert sock is not None
+        sock.settimeout(wait)
+        want = set(rid) if isinstance(rid, list) else {rid}
+        while True:
+            nl = self._buf.find(b"\n")
+            while nl < 0:
+                try:
+                    chunk = sock.recv(262144)
+                except TimeoutError:
+                    self.close()  # the late reply must not be read as the next call's
+                    raise ClientTimeout(f"no reply from {self.url} within {wait:g} s") from None
+                except OSError as exc:
+                    self.close()
+                    raise ConnectError(f"connection to {self.url} broke: {exc}") from None
+                if not chunk:
+                    self.close()
+                    raise ConnectError(f"{self.url} closed the connection before replying "
+                                       "(server restarting or the request was refused)")
+                start = len(self._buf)
+                self._buf += chunk
+                if len(self._buf) > MAX_REPLY_BYTES:
+                    self.close()
+                    raise ClientError("reply larger than 1 GiB; ask for less data")
+                nl = self._buf.find(b"\n", start)
+            line = bytes(self._buf[:nl])
+            del self._buf[: nl + 1]
+            reply = _decode(line)
+            if isinstance(reply, list):
+                if any(isinstance(r, dict) and r.get("id") in want for r in reply):
+                    return reply
+                continue
+            if isinstance(reply, dict) and (reply.get("id") in want or reply.get("id") is None):
+                return reply
+
+    def _post(self, body: bytes, wait: float) -> bytes:
+        addr = self.address
+        if self._http is None:
+            cls = http.client.HTTPSConnection if addr.scheme == "https" else http.client.HTTPConnection
+            self._http = cls(addr.host, addr.port, timeout=wait)
+        headers = {"Content-Type": "application/json"}
+        if self.token is not None:
+            headers["Authorization"] = f"Bearer {self.token}"
+        for attempt in (1, 2):
+            try:
+                self._http.timeout = wait
+                self._http.request("POST", f"{addr.path}/rpc", body=body, headers=headers)
+                response = self._http.getresponse()
+                data = response.read()
+                return data if response.status != 204 else b"null"
+            except TimeoutError:
+                self.close()
+                raise ClientTimeout(f"no reply from {self.url} within {wait:g} s") from None
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                # http.client reuses keep-alive connections; a stale one fails before the request is read.
+                self.close()
+                cls = http.client.HTTPSConnection if addr.scheme == "https" else http.client.HTTPConnection
+                self._http = cls(addr.host, addr.port, timeout=wait)
+                if attempt == 2:
+                    raise ConnectError(f"connection to {self.url} broke: {exc}") from None
+            except OSError as exc:
+                self.close()
+                raise ConnectError(f"cannot reach {self.url}: {exc.strerror or exc}") from None
+        raise AssertionError("unreachable")

@@ -1,0 +1,106 @@
+"""Exceptions a client raises.
+
+    ClientError
+    ├── ConnectError (also a ConnectionError)  cannot reach the server / connection lost
+    ├── ClientTimeout (also a TimeoutError)    no reply within the client's timeout
+    └── RemoteError                           the server answered with an error
+        ├── RemoteParseError          -32700
+        ├── RemoteInvalidRequest      -32600
+        ├── RemoteMethodNotFound      -32601
+        ├── RemoteInvalidParams       -32602
+        ├── RemoteInternalError       -32603
+        ├── RemoteApplicationError    -32000  (``type`` is the exception class name)
+        ├── RemoteTimeout             -32001
+        ├── RemoteOverloaded          -32002
+        ├── RemoteUnauthorized        -32003
+        └── RemoteWorkerCrashed       -32004
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ClientError(Exception):
+    pass
+
+
+class ConnectError(ClientError, ConnectionError):
+    pass
+
+
+class ClientTimeout(ClientError, TimeoutError):
+    pass
+
+
+class RemoteError(ClientError):
+    code = 0
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(f"[{code}] {message}")
+        self.code = code
+        self.message = message
+        self.data = data if isinstance(data, dict) else ({} if data is None else {"value": data})
+
+    @property
+    def type(self) -> str | None:
+        """The server-side exception class name for application errors."""
+        value = self.data.get("type")
+        return value if isinstance(value, str) else None
+
+
+class RemoteParseError(RemoteError):
+    code = -32700
+
+
+class RemoteInvalidRequest(RemoteError):
+    code = -32600
+
+
+class RemoteMethodNotFound(RemoteError):
+    code = -32601
+
+
+class RemoteInvalidParams(RemoteError):
+    code = -32602
+
+
+class RemoteInternalError(RemoteError):
+    code = -32603
+
+
+class RemoteApplicationError(RemoteError):
+    code = -32000
+
+
+class RemoteTimeout(RemoteError):
+    code = -32001
+
+
+class RemoteOverloaded(RemoteError):
+    code = -32002
+
+
+class RemoteUnauthorized(RemoteError):
+    code = -32003
+
+
+class RemoteWorkerCrashed(RemoteError):
+    code = -32004
+
+
+_BY_CODE: dict[int, type[RemoteError]] = {
+    cls.code: cls
+    for cls in (RemoteParseError, RemoteInvalidRequest, RemoteMethodNotFound, RemoteInvalidParams,
+                RemoteInternalError, RemoteApplicationError, RemoteTimeout, RemoteOverloaded,
+                RemoteUnauthorized, RemoteWorkerCrashed)
+}
+
+
+def from_error_object(error: Any) -> RemoteError:
+    if not isinstance(error, dict):
+        return RemoteError(-32603, f"malformed error from server: {error!r}")
+    code = error.get("code")
+    code = code if isinstance(code, int) else -32603
+    cls = _BY_CODE.get(code, RemoteError)
+    return cls(code, str(error.get("message", "")), error.get("data"))

@@ -1,0 +1,1 @@
+"""Packages work too: entries are dotted paths like ``billing.invoice``."""

@@ -1,0 +1,54 @@
+"""The seed's demo module, grown a little: try ``ppy call h.hello``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+
+def hello() -> str:
+    """Say hello, exactly as the 2013 seed did."""
+    return "hello, world."
+
+
+async def ahello() -> str:
+    """The same greeting from an ``async def`` function (runs on the event loop)."""
+    return "hello, world."
+
+
+def greet(name: str = "world", times: int = 1) -> str:
+    """Greet someone, ``times`` times (``"2"`` is converted to ``2``)."""
+    return " ".join([f"hello, {name}."] * times)
+
+
+def add(a: float, b: float) -> float:
+    """Add two numbers."""
+    return a + b
+
+
+def echo(value: object) -> object:
+    """Return the value unchanged (any JSON)."""
+    return value
+
+
+def sleep(ms: int = 10) -> int:
+    """Block for ``ms`` milliseconds, then return it (a stand-in for slow I/O)."""
+    time.sleep(ms / 1000)
+    return ms
+
+
+async def asleep(ms: int = 10) -> int:
+    """Wait ``ms`` milliseconds without blocking the server."""
+    await asyncio.sleep(ms / 1000)
+    return ms
+
+
+def cpu(n: int = 100000) -> int:
+    """Burn CPU: the sum of squares below ``n``."""
+    return sum(i * i for i in range(n))
+
+
+def pid() -> int:
+    """The process id serving the call (shows which worker answered)."""
+    return os.getpid()

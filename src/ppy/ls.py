@@ -1,0 +1,36 @@
+"""``ppy ls``: the exposed functions as a table (from a server's discovery, or an app folder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_doc(doc: dict[str, Any]) -> int:
+    table = Table(title=doc.get("info", {}).get("title", "ppy"), show_lines=False)
+    table.add_column("method", style="bold cyan", no_wrap=True)
+    table.add_column("signature")
+    table.add_column("summary", style="dim")
+    for method in doc.get("methods", []):
+        table.add_row(method["name"], method.get("x-signature", ""), method.get("summary", ""))
+    console = Console()
+    console.print(table)
+    for entry, why in doc.get("x-import-errors", {}).items():
+        console.print(f"[red]entry {entry!r} failed to import:[/red] {why}")
+    return 0
+
+
+def print_local(app_dir: Path | None) -> int:
+    from ppy import __version__
+    from ppy.app.discover import document
+    from ppy.app.registry import Registry
+    from ppy.server.main import default_app_dir
+
+    folder = app_dir or default_app_dir()
+    if not Path(folder).is_dir():
+        Console(stderr=True).print(f"ppy ls: app folder {folder} does not exist")
+        return 1
+    return print_doc(document(Registry.build(Path(folder)), __version__))

@@ -1,0 +1,1 @@
+"""Runners: where a bound call actually executes (threads, or isolated processes)."""

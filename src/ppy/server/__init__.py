@@ -1,0 +1,1 @@
+"""I/O at the edges: asyncio listeners, connections, the HTTP app, the process lifecycle."""

@@ -1,0 +1,39 @@
+"""What every listener of one server process shares: config, dispatcher, connections, drain state."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ppy.app.dispatch import Dispatcher
+from ppy.config import Config
+
+
+class Closable(Protocol):
+    def drain_close(self) -> None: ...
+
+
+@dataclass
+class ServerState:
+    config: Config
+    dispatcher: Dispatcher
+    connections: set[Closable] = field(default_factory=set)
+    by_dialect: Counter[str] = field(default_factory=Counter)  # open connections per dialect
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    draining: bool = False
+    ready: bool = False
+    refused: int = 0  # connections refused past --max-connections
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Start a call task the drain will wait for."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    @property
+    def open_connections(self) -> int:
+        return len(self.connections)

@@ -1,0 +1,307 @@
+"""One asyncio protocol per TCP or Unix connection; the dialect is told from the first bytes.
+
+Connections are cheap (no thread each); only calls consume the bounded
+runner.  Every wait is bounded: ``--idle-timeout`` between requests, and
+``--request-timeout`` from a request's first byte to its last, which a
+client trickling one byte a second cannot reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, cast
+
+from ppy.errors import InvalidRequest, Overloaded, ParseError, PpyError, ProtocolError
+from ppy.server import legacy
+from ppy.server.state import ServerState
+from ppy.wire import jsonrpc, jsonvalue
+from ppy.wire.legacy import LegacyDecoder, encode_frame
+from ppy.wire.lines import LineDecoder
+from ppy.wire.sniff import Verdict, sniff
+
+log = logging.getLogger("ppy.server")
+
+#: Whitespace a client may send before its first request; past this it is not a client of ours.
+MAX_SNIFF_BYTES = 1024
+NOT_A_REQUEST = ParseError(
+    "not a request: send a JSON-RPC 2.0 object per line, or a legacy 11-byte header frame")
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.config = state.config
+        self.dispatcher = state.dispatcher
+        self.transport: asyncio.Transport | None = None
+        self.dialect: str | None = None
+        self.decoder: LegacyDecoder | LineDecoder | None = None
+        self.prefix = b""
+        self.authed = state.dispatcher.token is None
+        self.inflight = 0
+        self.over_limit = False
+        self.closed = False
+        self.done_reading = False
+        self._idle: asyncio.TimerHandle | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self.loop = asyncio.get_running_loop()
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
+        state = self.state
+        if state.open_connections >= self.config.max_connections or state.draining:
+            # Answer in the client's own dialect once we know it, then close.
+            self.over_limit = True
+            state.refused += 1
+            self._deadline = self.loop.call_later(1.0, self._abort)
+            return
+        state.connections.add(self)
+        self._arm_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_timers()
+        if self in self.state.connections:
+            self.state.connections.discard(self)
+            if self.dialect:
+                self.state.by_dialect[self.dialect] -= 1
+
+    def pause_writing(self) -> None:
+        # The client is not reading its replies: stop reading its requests.
+        if self.transport and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport and not self.closed and not self.done_reading:
+            self.transport.resume_reading()
+
+    def eof_received(self) -> bool | None:
+        # Half-closed clients still get their replies; close once they are written.
+        self.done_reading = True
+        if self.decoder is not None:
+            try:
+                self.decoder.feed_eof()
+            except ProtocolError as exc:
+                self._protocol_error(exc)
+        self._maybe_close()
+        return True
+
+    def drain_close(self) -> None:
+        """Called when the server starts draining: close now if nothing is owed."""
+        self._maybe_close(draining=True)
+
+    # -- reading ---------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed or self.done_reading:
+            return
+        if self.decoder is None:
+            if not self._choose_dialect(data):
+                return
+            data, self.prefix = self.prefix, b""
+        try:
+            messages = self.decoder.feed(data)  # type: ignore[union-attr]
+        except ProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        if messages:
+            if self.dialect == "legacy":
+                self._on_legacy(messages[0])
+            else:
+                for line in messages:
+                    self._on_line(line)
+        self._track_partial()
+
+    def _choose_dialect(self, data: bytes) -> bool:
+        self.prefix += data
+        verdict = sniff(self.prefix)
+        if verdict is Verdict.NEED_MORE:
+            if len(self.prefix) > MAX_SNIFF_BYTES:
+                self._abort()
+            else:
+                self._track_partial(pending=True)
+            return False
+        if verdict is Verdict.REJECT:
+            self._abort()
+            return False
+        if verdict is Verdict.JSONISH:
+            self._write_line(jsonrpc.encode_error(None, NOT_A_REQUEST))
+            self._close()
+            return False
+        self.dialect = verdict.value
+        limit = self.config.max_frame_bytes
+        self.decoder = LegacyDecoder(limit) if verdict is Verdict.LEGACY else LineDecoder(limit)
+        if self.over_limit:
+            self._refuse()
+            return False
+        self.state.by_dialect[self.dialect] += 1
+        return True
+
+    def _track_partial(self, pending: bool | None = None) -> None:
+        """Start the whole-request deadline at a request's first byte; stop it at its last."""
+        if pending is None:
+            pending = bool(self.decoder and self.decoder.pending)
+        if pending:
+            if self._idle is not None:
+                self._idle.cancel()
+                self._idle = None
+            if self._deadline is None:
+                self._deadline = self.loop.call_later(self.config.request_timeout, self._request_timed_out)
+        else:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+            self._arm_idle()
+
+    # -- legacy dialect ----------------------------------------------------------
+
+    def _on_legacy(self, payload: bytes) -> None:
+        # One call per connection, as the seed did: ignore anything after the frame.
+        self.done_reading = True
+        if self.transport:
+            self.transport.pause_reading()
+        try:
+            call = legacy.parse_payload(payload, self.config.max_depth)
+        except PpyError as exc:
+            self._write_legacy_error(exc)
+            self._close()
+            return
+        authed = self.authed or self.dispatcher.check_token(call.token)
+        self.inflight += 1
+        self.state.spawn(self._run_legacy(call, authed))
+
+    async def _run_legacy(self, call: Any, authed: bool) -> None:
+        try:
+            body = await self.dispatcher.call(call, "legacy", authed, jsonvalue.encode_legacy)
+        except PpyError as exc:
+            self._write_legacy_error(exc)
+        else:
+            self._write(encode_frame(body))
+        finally:
+            self.inflight -= 1
+            self._close()
+
+    def _write_legacy_error(self, exc: PpyError) -> None:
+        self._write(encode_frame(jsonvalue.encode_legacy_error(legacy.error_message(exc))))
+
+    # -- lines dialect -----------------------------------------------------------
+
+    def _on_line(self, line: bytes) -> None:
+        items, batch = jsonrpc.parse(line, max_depth=self.config.max_depth, max_batch=self.config.max_batch)
+        if batch:
+            self.inflight += 1
+            self.state.spawn(self._run_batch(items))
+            return
+        item = items[0]
+        if isinstance(item, jsonrpc.Rejected):
+            self._write_line(jsonrpc.encode_error(item.id, item.error))
+            return
+        self.inflight += 1
+        self.state.spawn(self._run_one(item))
+
+    async def _reply(self, item: jsonrpc.Item) -> bytes | None:
+        if isinstance(item, jsonrpc.Rejected):
+            return jsonrpc.encode_error(item.id, item.error)
+        try:
+            result = await self.dispatcher.call(item, "lines", self.authed, jsonvalue.encode)
+        except PpyError as exc:
+            return None if item.notify else jsonrpc.encode_error(item.id, exc)
+        if item.method == "rpc.auth":
+            self.authed = True
+        return None if item.notify else jsonrpc.encode_result(item.id, result)
+
+    async def _run_one(self, item: jsonrpc.Item) -> None:
+        try:
+            reply = await self._reply(item)
+            if reply is not None:
+                self._write_line(reply)
+        finally:
+            self._call_done()
+
+    async def _run_batch(self, items: list[jsonrpc.Item]) -> None:
+        try:
+            replies = await asyncio.gather(*(self._reply(item) for item in items))
+            body = [r for r in replies if r is not None]
+            if body:
+                self._write_line(jsonrpc.encode_batch(body))
+        finally:
+            self._call_done()
+
+    def _call_done(self) -> None:
+        self.inflight -= 1
+        self._maybe_close()
+
+    # -- writing and closing ---------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _write_line(self, data: bytes) -> None:
+        self._write(data + b"\n")
+
+    def _refuse(self) -> None:
+        err = Overloaded(f"server has {self.config.max_connections} connections open (--max-connections) "
+                         "or is shutting down; retry later")
+        if self.dialect == "legacy":
+            self._write_legacy_error(err)
+        else:
+            self._write_line(jsonrpc.encode_error(None, err))
+        self._close()
+
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        log.info("protocol error from %s: %s", self._peer(), exc.error.message)
+        if self.dialect == "legacy":
+            self._write_legacy_error(exc.error)
+        else:
+            self._write_line(jsonrpc.encode_error(None, exc.error))
+        if exc.fatal:
+            self._close()
+
+    def _request_timed_out(self) -> None:
+        self._deadline = None
+        err = InvalidRequest(f"request not received completely within {self.config.request_timeout:g} s "
+                             "(--request-timeout); send each request in one go")
+        if self.dialect == "legacy":
+            self._write_legacy_error(err)
+        elif self.dialect == "lines":
+            self._write_line(jsonrpc.encode_error(None, err))
+        self._close()
+
+    def _arm_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = None
+        if not self.closed and self.inflight == 0:
+            self._idle = self.loop.call_later(self.config.idle_timeout, self._close)
+
+    def _maybe_close(self, draining: bool = False) -> None:
+        if self.inflight:
+            return
+        pending = bool(self.decoder and self.decoder.pending) or bool(self.prefix)
+        if self.done_reading or ((draining or self.state.draining) and not pending):
+            self._close()
+        elif not pending:
+            self._arm_idle()
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._idle, self._deadline):
+            if timer is not None:
+                timer.cancel()
+        self._idle = self._deadline = None
+
+    def _close(self) -> None:
+        self._cancel_timers()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def _abort(self) -> None:
+        self._cancel_timers()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _peer(self) -> str:
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        return str(peer or "unix socket")

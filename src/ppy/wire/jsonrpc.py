@@ -1,0 +1,121 @@
+"""The JSON-RPC 2.0 object model: request objects in, response bytes out.
+
+A line (or HTTP body) decodes to either one request or a batch.  Each entry
+of a batch becomes a :class:`Call` or a :class:`PpyError` that already knows
+the ``id`` to answer with, so one bad member never spoils the others::
+
+    {"jsonrpc": "2.0", "method": "h.hello", "params": [..] | {..}, "id": 1}
+    {"jsonrpc": "2.0", "id": 1, "result": ...}
+    {"jsonrpc": "2.0", "id": 1, "error": {"code": -32601, "message": "...", "data": {...}}}
+
+ppy extension: an optional numeric ``"timeout"`` member (seconds) asks for a
+shorter deadline than the server's ``--timeout``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from ppy.errors import InvalidRequest, PpyError
+from ppy.wire import jsonvalue
+from ppy.wire.model import Call
+
+_encode = msgspec.json.encode
+
+
+@dataclass(slots=True)
+class Rejected:
+    """A request that gets an error reply without being dispatched."""
+
+    id: Any
+    error: PpyError
+
+
+Item = Call | Rejected
+
+
+def parse(data: bytes | str, *, max_depth: int = 64, max_batch: int = 100) -> tuple[list[Item], bool]:
+    """Decode one line/body into request items and whether it was a batch.
+
+    Never raises: malformed JSON becomes a ``Rejected`` with id ``None``.
+    """
+    try:
+        doc = jsonvalue.decode(data, max_depth)
+    except PpyError as exc:
+        return [Rejected(None, exc)], False
+    if isinstance(doc, list):
+        if not doc:
+            return [Rejected(None, InvalidRequest("empty batch: send at least one request object"))], False
+        if len(doc) > max_batch:
+            return [Rejected(None, InvalidRequest(
+                f"batch of {len(doc)} requests exceeds the limit of {max_batch}; split it"))], False
+        return [request_from_obj(obj) for obj in doc], True
+    return [request_from_obj(doc)], False
+
+
+def request_from_obj(obj: Any) -> Item:
+    """Validate one request object strictly (leniency in a parser is a security bug)."""
+    if not isinstance(obj, dict):
+        return Rejected(None, InvalidRequest(
+            f"request must be a JSON object, got {_json_type(obj)}; send "
+            '{"jsonrpc": "2.0", "method": "entry.func", "params": [...], "id": 1}'))
+    has_id = "id" in obj
+    rid = obj.get("id")
+    if has_id and not (rid is None or type(rid) in (str, int, float)):
+        return Rejected(None, InvalidRequest("id must be a string, a number or null"))
+    if obj.get("jsonrpc") != "2.0":
+        return Rejected(rid, InvalidRequest('missing "jsonrpc": "2.0"; ppy speaks JSON-RPC 2.0'))
+    method = obj.get("method")
+    if not isinstance(method, str) or not method:
+        return Rejected(rid, InvalidRequest('"method" must be a non-empty string like "h.hello"'))
+    params = obj.get("params", [])
+    if not isinstance(params, (list, dict)):
+        return Rejected(rid, InvalidRequest(
+            f'"params" must be an array or an object, got {_json_type(params)}'))
+    timeout = obj.get("timeout")
+    if timeout is not None and (type(timeout) not in (int, float) or timeout <= 0):
+        return Rejected(rid, InvalidRequest('"timeout" must be a positive number of seconds'))
+    return Call(method, params, rid, not has_id, timeout)
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            int: "a number", float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def encode_result(rid: Any, result_json: bytes) -> bytes:
+    """A success response around an already-encoded result (never re-encoded)."""
+    return b'{"jsonrpc":"2.0","id":' + _encode(rid) + b',"result":' + result_json + b"}"
+
+
+def error_object(error: PpyError) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": error.code, "message": error.message}
+    if error.data:
+        body["data"] = error.data
+    return body
+
+
+def encode_error(rid: Any, error: PpyError) -> bytes:
+    try:
+        body = _encode(error_object(error))
+    except (TypeError, ValueError):  # data the user put in an exception that JSON cannot carry
+        body = _encode({"code": error.code, "message": error.message})
+    return b'{"jsonrpc":"2.0","id":' + _encode(rid) + b',"error":' + body + b"}"
+
+
+def encode_batch(replies: list[bytes]) -> bytes:
+    return b"[" + b",".join(replies) + b"]"
+
+
+def encode_request(method: str, params: Any, rid: Any = None, *, notify: bool = False,
+                   timeout: float | None = None) -> bytes:
+    """Used by the clients, so they share the server's codec."""
+    obj: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params}
+    if not notify:
+        obj["id"] = rid
+    if timeout is not None:
+        obj["timeout"] = timeout
+    return _encode(obj)

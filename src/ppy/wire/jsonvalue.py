@@ -1,0 +1,111 @@
+"""JSON values in and out, with the safety limits every dialect shares.
+
+Decoding enforces a nesting depth (default 64) without recursing on hostile
+input: a cheap C-speed bracket count decides whether the exact check is
+needed at all.  Encoding accepts the extra types of SPEC §1 (tuple, set,
+datetime, Decimal, UUID, Enum, dataclass, bytes) and refuses NaN/Infinity,
+which msgspec would silently write as ``null``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from ppy.errors import InternalError, InvalidRequest, ParseError
+
+_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder(decimal_format="string", uuid_format="canonical")
+
+
+def decode(data: bytes | str, max_depth: int) -> Any:
+    """Decode one JSON text, or raise ParseError / InvalidRequest (too deep)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    try:
+        value = _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise ParseError(f"request is not valid JSON ({exc}); send one UTF-8 JSON text") from None
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"request is not valid UTF-8 (byte {exc.start}); encode text as UTF-8") from None
+    except RecursionError:
+        raise InvalidRequest(f"request nests deeper than {max_depth} levels; flatten it") from None
+    if data.count(b"[") + data.count(b"{") > max_depth and depth_exceeds(value, max_depth):
+        raise InvalidRequest(f"request nests deeper than {max_depth} levels; flatten it")
+    return value
+
+
+def depth_exceeds(value: Any, limit: int) -> bool:
+    """True when ``value`` has more than ``limit`` nested arrays/objects (iterative)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children: Iterable[Any]
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _has_non_finite(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend(x for x in item if isinstance(x, (float, list, tuple, dict, set, frozenset)))
+        elif isinstance(item, dict):
+            stack.extend(x for x in item.values() if isinstance(x, (float, list, tuple, dict, set, frozenset)))
+    return False
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or type(value) in (str, int, bool)
+
+
+def encode(value: Any) -> bytes:
+    """Compact JSON for the lines dialect and HTTP; InternalError when impossible."""
+    if not _scalar(value) and _has_non_finite(value):
+        raise InternalError("result contains NaN or Infinity, which JSON cannot carry; return None or a string")
+    try:
+        return _encoder.encode(value)
+    except (TypeError, OverflowError, ValueError) as exc:
+        raise InternalError(_unencodable(value, exc)) from None
+
+
+def _unencodable(value: Any, exc: Exception) -> str:
+    return (f"result is not JSON-encodable ({exc}; top-level type {type(value).__name__}); "
+            "return JSON types, tuple, set, datetime, Decimal, UUID, Enum, dataclass or bytes")
+
+
+def _legacy_default(obj: Any) -> Any:
+    return msgspec.to_builtins(obj, builtin_types=None, enc_hook=None)
+
+
+def encode_legacy(value: Any) -> bytes:
+    """``json.dumps`` with the seed's separators and ensure_ascii, so replies match byte for byte."""
+    try:
+        return json.dumps({"data": value, "error": ""}, default=_legacy_default, allow_nan=False).encode("ascii")
+    except ValueError as exc:
+        if "Out of range float" in str(exc):
+            raise InternalError(
+                "result contains NaN or Infinity, which JSON cannot carry; return None or a string") from None
+        raise InternalError(_unencodable(value, exc)) from None
+    except (TypeError, OverflowError, RecursionError) as exc:
+        raise InternalError(_unencodable(value, exc)) from None
+
+
+def encode_legacy_error(message: str) -> bytes:
+    return json.dumps({"data": [], "error": message}).encode("ascii")
