@@ -33,6 +33,8 @@ class Config:
     host: str = _opt("127.0.0.1", "address to listen on (non-loopback needs --token-file or --insecure)")
     port: int = _opt(32123, "TCP port for the legacy and lines dialects (the seed's port)")
     http_port: int = _opt(32180, "HTTP port; 0 disables HTTP")
+    allowed_hosts: str = _opt("", "extra Host names HTTP answers to, comma-separated (DNS-rebinding guard; "
+                              "'*' allows any); IP literals, localhost and --host always work")
     uds: str | None = _opt(None, "also listen on this Unix domain socket path")
     workers: int = _opt(1, "server processes sharing the ports")
     threads: int = _opt(64, "threads for blocking functions (64 keeps 64 sleeping calls in flight)")
