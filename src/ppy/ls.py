@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 def print_doc(doc: dict[str, Any]) -> int:
@@ -15,11 +17,12 @@ def print_doc(doc: dict[str, Any]) -> int:
     table.add_column("signature")
     table.add_column("summary", style="dim")
     for method in doc.get("methods", []):
-        table.add_row(method["name"], method.get("x-signature", ""), method.get("summary", ""))
+        # Text(), not markup: "list[int]" would otherwise be read as a style tag and vanish.
+        table.add_row(Text(method["name"]), Text(method.get("x-signature", "")), Text(method.get("summary", "")))
     console = Console()
     console.print(table)
     for entry, why in doc.get("x-import-errors", {}).items():
-        console.print(f"[red]entry {entry!r} failed to import:[/red] {why}")
+        console.print(Text.assemble(("entry ", "red"), (repr(entry), "red"), (" failed to import: ", "red"), why))
     return 0
 
 
@@ -31,6 +34,9 @@ def print_local(app_dir: Path | None) -> int:
 
     folder = app_dir or default_app_dir()
     if not Path(folder).is_dir():
-        Console(stderr=True).print(f"ppy ls: app folder {folder} does not exist")
+        Console(stderr=True).print(Text(f"ppy ls: app folder {folder} does not exist; pass an existing APP_DIR"))
         return 1
+    # Import errors are listed under the table; the loader's tracebacks would only bury it.
+    logging.getLogger("ppy.app").addHandler(logging.NullHandler())
+    logging.getLogger("ppy.app").propagate = False
     return print_doc(document(Registry.build(Path(folder)), __version__))

@@ -67,18 +67,23 @@ class Function:
         """``greet(name: str = 'world', times: int = 1) -> str``, for error messages and ``ppy ls``."""
         parts = []
         star = False
-        for name, p in self.signature.parameters.items():
+        params = list(self.signature.parameters.values())
+        for i, p in enumerate(params):
+            name = p.name
             if p.kind is p.KEYWORD_ONLY and not star:
                 parts.append("*")
                 star = True
             stars = "*" if p.kind is p.VAR_POSITIONAL else "**" if p.kind is p.VAR_KEYWORD else ""
             text = stars + name
-            if name in self.hints or p.annotation is not _EMPTY:
+            annotated = name in self.hints or p.annotation is not _EMPTY
+            if annotated:
                 text += ": " + type_text(self.hints.get(name, p.annotation))
             if p.default is not _EMPTY:
-                text += f" = {p.default!r}"
+                text += f" = {p.default!r}" if annotated else f"={p.default!r}"  # PEP 8 spacing
             star = star or p.kind is p.VAR_POSITIONAL
             parts.append(text)
+            if p.kind is p.POSITIONAL_ONLY and (i + 1 == len(params) or params[i + 1].kind is not p.POSITIONAL_ONLY):
+                parts.append("/")
         ret = self.hints.get("return", self.signature.return_annotation)
         arrow = "" if ret is _EMPTY else " -> " + type_text(ret)
         return f"{self.method.rpartition('.')[2]}({', '.join(parts)}){arrow}"

@@ -53,14 +53,16 @@ def resolve(app_dir: Path, entry: str) -> Path:
         last = i == len(parts) - 1
         module_file = here / f"{part}.py"
         package_dir = here / part
-        if last and module_file.is_file():
-            target = module_file
-        elif package_dir.is_dir():
-            init = package_dir / "__init__.py"
+        init = package_dir / "__init__.py"
+        # Python's own order: a package (folder with __init__.py) wins over a module of the same name,
+        # so the file checked here is the file the import system will run.
+        if package_dir.is_dir() and (init.exists() or not last or not module_file.is_file()):
+            _inside(root, package_dir, entry)
             if init.exists():
                 _inside(root, init, entry)
-            _inside(root, package_dir, entry)
             target = init if last else None
+        elif last and module_file.is_file():
+            target = module_file
         else:
             raise EntryError(f"no module {entry!r} in the app folder {root}")
         here = package_dir
@@ -71,16 +73,20 @@ def resolve(app_dir: Path, entry: str) -> Path:
 
 def _inside(root: Path, path: Path, entry: str) -> Path:
     real = Path(os.path.realpath(path))
-    if real != root and root not in real.parents:
+    if not _contains(root, real):
         raise EntryError(f"entry {entry!r} resolves outside the app folder ({real}); ppy refuses it")
     return real
+
+
+def _contains(root: Path, real: Path) -> bool:
+    return real == root or root in real.parents
 
 
 def discover(app_dir: Path) -> Iterator[str]:
     """Every entry in the app folder: .py files and packages with public, valid names."""
     root = Path(os.path.realpath(app_dir))
 
-    def walk(folder: Path, prefix: str) -> Iterator[str]:
+    def walk(folder: Path, prefix: str, ancestors: frozenset[str]) -> Iterator[str]:
         try:
             children = sorted(folder.iterdir())
         except OSError:
@@ -92,11 +98,17 @@ def discover(app_dir: Path) -> Iterator[str]:
             if child.is_file() and child.suffix == ".py":
                 yield prefix + name
             elif child.is_dir():
+                real = os.path.realpath(child)
+                if real in ancestors:
+                    continue  # a symlink back up the tree: following it would never end
+                if not _contains(root, Path(real)):
+                    yield prefix + name  # reported (and refused) by resolve, never descended into
+                    continue
                 if (child / "__init__.py").is_file():
                     yield prefix + name
-                yield from walk(child, prefix + name + ".")
+                yield from walk(child, prefix + name + ".", ancestors | {real})
 
-    yield from walk(root, "")
+    yield from walk(root, "", frozenset({str(root)}))
 
 
 class Package:

@@ -28,8 +28,9 @@ class Registry:
     app_dir: Path
     functions: dict[str, Function]
     entries: tuple[str, ...]
-    failed: dict[str, str] = field(default_factory=dict)  # entry -> "ExcType: message (file:line)"
+    failed: dict[str, str] = field(default_factory=dict)  # entry -> "ExcType: message (file, line N)"
     package: loader.Package | None = None
+    refused: frozenset[str] = frozenset()  # entries in ``failed`` refused by the loader (e.g. outside symlinks)
 
     @classmethod
     def build(cls, app_dir: Path) -> Registry:
@@ -37,11 +38,14 @@ class Registry:
         functions: dict[str, Function] = {}
         failed: dict[str, str] = {}
         entries: list[str] = []
+        refused: set[str] = set()
         for entry in loader.discover(app_dir):
             try:
                 module = package.import_entry(entry)
             except loader.EntryError as exc:
                 failed[entry] = str(exc)
+                refused.add(entry)
+                log.error("app entry %r refused: %s", entry, exc)
                 continue
             except BaseException as exc:
                 if isinstance(exc, KeyboardInterrupt):
@@ -54,7 +58,7 @@ class Registry:
             for name, fn in exposed(module):
                 method = f"{entry}.{name}"
                 functions[method] = Function.load(method, fn)
-        return cls(Path(app_dir), functions, tuple(entries), failed, package)
+        return cls(Path(app_dir), functions, tuple(entries), failed, package, frozenset(refused))
 
     def lookup(self, method: str) -> Function:
         fn = self.functions.get(method)
@@ -64,6 +68,10 @@ class Registry:
 
     def not_found(self, method: str) -> Exception:
         entry, _, func = method.rpartition(".")
+        if entry in self.refused:
+            return MethodNotFound(f"method {method!r} not found: entry {entry!r} is refused because its file "
+                                  "resolves outside the app folder (a symlink?); move the module into the app "
+                                  "folder", {"entry": entry})
         if entry in self.failed:
             return InternalError(
                 f"entry {entry!r} failed to import: {self.failed[entry]}; fix the module and restart "
@@ -95,12 +103,13 @@ def exposed(module: ModuleType) -> list[tuple[str, Callable[..., Any]]]:
 
 
 def _describe_import_error(exc: BaseException) -> str:
-    where = ""
+    """``ExcType: message (file.py, line N)``: which error, and where in the app it happened."""
     if isinstance(exc, SyntaxError) and exc.lineno:
-        where = f" ({Path(exc.filename or '?').name}, line {exc.lineno})"
-    else:
-        tb = traceback.extract_tb(exc.__traceback__)
-        if tb:
-            frame = tb[-1]
-            where = f" ({Path(frame.filename).name}, line {frame.lineno})"
+        # str(SyntaxError) already ends with "(file, line N)" and would repeat it; use the bare message.
+        return f"{type(exc).__name__}: {exc.msg} ({Path(exc.filename or '?').name}, line {exc.lineno})"
+    where = ""
+    tb = traceback.extract_tb(exc.__traceback__)
+    if tb:
+        frame = tb[-1]
+        where = f" ({Path(frame.filename).name}, line {frame.lineno})"
     return f"{type(exc).__name__}: {exc}{where}"

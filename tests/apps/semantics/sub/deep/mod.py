@@ -1,0 +1,2 @@
+def where() -> str:
+    return __name__
