@@ -61,8 +61,13 @@ class LegacyDecoder:
 
     @property
     def pending(self) -> int:
-        """Bytes received toward a frame that is not complete yet."""
-        return len(self._buf)
+        """Bytes received toward a frame that is not complete yet (header included).
+
+        The server runs its whole-request deadline while this is non-zero, so a
+        consumed header must still count: otherwise a client that sends just the
+        11 header bytes would turn the deadline off.
+        """
+        return len(self._buf) + (HEADER_SIZE if self._need is not None else 0)
 
     def feed(self, data: bytes) -> list[bytes]:
         self._buf += data
@@ -90,11 +95,18 @@ class LegacyDecoder:
 
     def feed_eof(self) -> None:
         """The peer closed: a partial frame is an error, nothing is not."""
-        if self._buf or self._need is not None:
-            have = len(self._buf)
-            want = f"{self._need} payload bytes" if self._need is not None else "an 11-byte header"
+        if self._need is None and self._buf:
+            # A bad header that followed good frames in the same read is still
+            # the error to report, whatever the read boundaries were.
+            self.feed(b"")
+        if self._need is not None:
             raise ProtocolError(InvalidRequest(
-                f"connection closed after {have} bytes while waiting for {want}; send the whole frame"))
+                f"connection closed after {len(self._buf)} of the {self._need} payload bytes the header "
+                "announced; send the whole payload, its length counted in UTF-8 bytes"))
+        if self._buf:
+            raise ProtocolError(InvalidRequest(
+                f"connection closed after {len(self._buf)} bytes of an 11-byte legacy header; "
+                "send the whole frame"))
 
 
 def _could_be_header(prefix: bytes) -> bool:

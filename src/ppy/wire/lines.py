@@ -2,16 +2,23 @@
 
     offset  size  content
     0       N     one UTF-8 JSON-RPC request object or batch array
-    N       1     b'\\n'
+    N       1     b'\\n'   (b'\\r\\n' is accepted too; the b'\\r' is not part of the line)
 
-A line longer than ``max_frame_bytes`` (newline excluded) is a fatal
-:class:`ProtocolError`: it is detected while buffering, so no more than
-``max_frame_bytes`` + one read is ever held.  ``\\r\\n`` endings are accepted.
+Whitespace-only lines are skipped.  A line longer than ``max_frame_bytes``
+(terminator excluded) is a fatal :class:`ProtocolError`: it is detected while
+buffering, so no more than ``max_frame_bytes`` + one read is ever held.
+
+The result never depends on how the bytes were split into reads: complete
+lines that precede a bad one in the same read are returned first, and the
+error is raised by the next ``feed()``/``feed_eof()`` (``pending`` stays
+non-zero until then, so a server knows something is still owed).
 """
 
 from __future__ import annotations
 
 from ppy.errors import InvalidRequest, ProtocolError
+
+_CR = 13
 
 
 class LineDecoder:
@@ -19,17 +26,23 @@ class LineDecoder:
         self.max_frame_bytes = max_frame_bytes
         self._buf = bytearray()
         self._scanned = 0  # bytes of _buf already known to hold no newline
+        self._error: InvalidRequest | None = None  # found after good lines; raised by the next call
 
     @property
     def pending(self) -> int:
-        """Bytes of a line received without its newline yet."""
+        """Bytes of a line received without its newline yet (or of a line found too long)."""
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[bytes]:
+        if self._error is not None:
+            self._buf.clear()
+            error, self._error = self._error, None
+            raise ProtocolError(error)
         if not self._buf and data.endswith(b"\n") and data.count(b"\n") == 1:
             # The common case: one whole request in one read.
-            line = data[:-1]
-            self._check(len(line))
+            line = data[:-2] if data.endswith(b"\r\n") else data[:-1]
+            if len(line) > self.max_frame_bytes:
+                raise ProtocolError(self._too_long())
             return [line] if line.strip() else []
         self._buf += data
         lines: list[bytes] = []
@@ -38,30 +51,53 @@ class LineDecoder:
             nl = self._buf.find(b"\n", max(start, self._scanned))
             if nl < 0:
                 break
-            self._check(nl - start)
-            line = bytes(self._buf[start:nl])
+            end = nl - 1 if nl > start and self._buf[nl - 1] == _CR else nl
+            if end - start > self.max_frame_bytes:
+                return self._fail(lines, start)
+            line = bytes(self._buf[start:end])
             if line.strip():
                 lines.append(line)
             start = nl + 1
-            self._scanned = start
         if start:
             del self._buf[:start]
         self._scanned = len(self._buf)
-        self._check(len(self._buf))
+        # An unfinished line may already hold the b'\r' of its b'\r\n': allow that one byte.
+        size = len(self._buf)
+        if size > self.max_frame_bytes + 1 or (size > self.max_frame_bytes and self._buf[-1] != _CR):
+            return self._fail(lines, 0)
         return lines
 
-    def _check(self, size: int) -> None:
-        if size > self.max_frame_bytes:
-            self._buf.clear()
-            self._scanned = 0
-            raise ProtocolError(InvalidRequest(
-                f"line longer than --max-frame-bytes ({self.max_frame_bytes} bytes); "
-                "split the request or raise the server's limit"))
+    def _too_long(self) -> InvalidRequest:
+        return InvalidRequest(
+            f"line longer than --max-frame-bytes ({self.max_frame_bytes} bytes); "
+            "split the request or raise the server's limit")
+
+    def _fail(self, lines: list[bytes], start: int) -> list[bytes]:
+        """A line is too long: return the complete lines before it, or raise now if there are none."""
+        self._scanned = 0
+        if lines:
+            del self._buf[:start]  # keep the bad bytes, so ``pending`` says an answer is owed
+            self._error = self._too_long()
+            return lines
+        self._buf.clear()
+        raise ProtocolError(self._too_long())
 
     def feed_eof(self) -> None:
-        """A last line without its newline is ignored: the client never finished it."""
+        """The peer closed its side: anything but whitespace left over is an unfinished request.
+
+        These errors are not ``fatal``: the peer sends nothing more anyway, and
+        replies to requests still running must not be cut off by a close.
+        """
+        error, self._error = self._error, None
+        rest = bytes(self._buf)
         self._buf.clear()
         self._scanned = 0
+        if error is not None:
+            raise ProtocolError(error, fatal=False)
+        if rest.strip():
+            raise ProtocolError(InvalidRequest(
+                f"connection closed in the middle of a line ({len(rest)} bytes without a newline); "
+                "end every request with \\n"), fatal=False)
 
 
 def encode_line(payload: bytes) -> bytes:
