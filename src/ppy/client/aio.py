@@ -2,8 +2,11 @@
 
 Requests are pipelined on one lines-dialect connection; a reader task
 matches replies to waiting futures by ``id``, so replies may come back in
-any order.  A lost connection fails the calls in flight with ConnectError
-and the next call reconnects.
+any order.  A lost connection fails the calls in flight *on that
+connection* with ConnectError (a request on the wire is never re-sent: the
+server may have run it) and the next call reconnects.  Each connection keeps
+its own table of waiting calls, so a dying old connection can never fail
+calls already sent on its replacement.
 """
 
 from __future__ import annotations
@@ -22,6 +25,20 @@ _decode = msgspec.json.decode
 READ_LIMIT = 1 << 30
 
 
+class _Link:
+    """One open connection and the calls waiting for a reply on it."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.waiting: dict[int, asyncio.Future[Any]] = {}
+        self.reader_task: asyncio.Task[None] | None = None
+        self.closed = False
+
+    @property
+    def usable(self) -> bool:
+        return not self.closed and not self.writer.is_closing()
+
+
 class AsyncClient:
     def __init__(self, url: str = DEFAULT_URL, *, timeout: float = 30.0, connect_timeout: float = 5.0,
                  token: str | None = None) -> None:
@@ -33,9 +50,7 @@ class AsyncClient:
         self.connect_timeout = connect_timeout
         self.token = token
         self._ids = itertools.count(1)
-        self._writer: asyncio.StreamWriter | None = None
-        self._reader_task: asyncio.Task[None] | None = None
-        self._waiting: dict[int, asyncio.Future[Any]] = {}
+        self._link: _Link | None = None
         self._lock = asyncio.Lock()
 
     async def call(self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
@@ -43,39 +58,26 @@ class AsyncClient:
 
     async def request(self, method: str, params: list[Any] | dict[str, Any] | None = None, *,
                       timeout: float | None = None) -> Any:
-        writer = await self._connection()
-        rid = next(self._ids)
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting[rid] = fut
-        wait = self.timeout if timeout is None else timeout
-        try:
-            writer.write(jsonrpc.encode_request(method, [] if params is None else params, rid,
-                                                timeout=timeout) + b"\n")
-            try:
-                async with asyncio.timeout(wait):
-                    reply = await fut
-            except TimeoutError:
-                raise ClientTimeout(f"no reply to {method} from {self.url} within {wait:g} s") from None
-        finally:
-            self._waiting.pop(rid, None)
-        return result_of(reply)
+        link = await self._connection()
+        return result_of(await self._exchange(link, method, [] if params is None else params, timeout))
 
     async def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
-        writer = await self._connection()
-        writer.write(jsonrpc.encode_request(method, build_params(args, kwargs), notify=True) + b"\n")
-        await writer.drain()
+        link = await self._connection()
+        link.writer.write(jsonrpc.encode_request(method, build_params(args, kwargs), notify=True) + b"\n")
+        await link.writer.drain()
 
     async def close(self) -> None:
-        if self._reader_task is not None:
-            self._reader_task.cancel()
-            self._reader_task = None
-        if self._writer is not None:
-            self._writer.close()
-            try:
-                await self._writer.wait_closed()
-            except OSError:
-                pass
-            self._writer = None
+        link, self._link = self._link, None
+        if link is None:
+            return
+        if link.reader_task is not None:
+            link.reader_task.cancel()
+        link.writer.close()
+        try:
+            await link.writer.wait_closed()
+        except OSError:
+            pass
+        _fail(link, ConnectError(f"connection to {self.url} closed by the client"))
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -88,12 +90,31 @@ class AsyncClient:
             raise AttributeError(name)
         return Namespace(self, name)
 
-    async def _connection(self) -> asyncio.StreamWriter:
-        if self._writer is not None and not self._writer.is_closing():
-            return self._writer
+    async def _exchange(self, link: _Link, method: str, params: list[Any] | dict[str, Any],
+                        timeout: float | None) -> Any:
+        """Send one request on ``link`` and wait for its reply object (not yet unpacked)."""
+        rid = next(self._ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        link.waiting[rid] = fut
+        wait = self.timeout if timeout is None else timeout
+        try:
+            link.writer.write(jsonrpc.encode_request(method, params, rid, timeout=timeout) + b"\n")
+            try:
+                async with asyncio.timeout(wait):
+                    return await fut
+            except TimeoutError:
+                raise ClientTimeout(f"no reply to {method} from {self.url} within {wait:g} s") from None
+        finally:
+            link.waiting.pop(rid, None)
+
+    async def _connection(self) -> _Link:
+        link = self._link
+        if link is not None and link.usable:
+            return link
         async with self._lock:
-            if self._writer is not None and not self._writer.is_closing():
-                return self._writer
+            link = self._link
+            if link is not None and link.usable:
+                return link
             addr = self.address
             try:
                 async with asyncio.timeout(self.connect_timeout):
@@ -106,13 +127,20 @@ class AsyncClient:
             except OSError as exc:
                 raise ConnectError(f"cannot connect to {self.url}: {exc.strerror or exc}; "
                                    "is `ppy serve` running?") from None
-            self._writer = writer
-            self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
-        if self.token is not None:
-            await self.request("rpc.auth", [self.token])
-        return writer
+            link = _Link(writer)
+            link.reader_task = asyncio.get_running_loop().create_task(self._read(reader, link))
+            if self.token is not None:
+                # Authenticate before anyone else may use the connection.
+                try:
+                    result_of(await self._exchange(link, "rpc.auth", [self.token], None))
+                except BaseException:
+                    link.reader_task.cancel()
+                    writer.close()
+                    raise
+            self._link = link
+            return link
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
+    async def _read(self, reader: asyncio.StreamReader, link: _Link) -> None:
         error: Exception = ConnectError(f"{self.url} closed the connection")
         try:
             while True:
@@ -122,15 +150,20 @@ class AsyncClient:
                 reply = _decode(line)
                 for item in reply if isinstance(reply, list) else [reply]:
                     rid = item.get("id") if isinstance(item, dict) else None
-                    fut = self._waiting.get(rid) if isinstance(rid, int) else None
+                    fut = link.waiting.get(rid) if isinstance(rid, int) else None
                     if fut is not None and not fut.done():
                         fut.set_result(item)
         except (OSError, ValueError, msgspec.DecodeError) as exc:
             error = ConnectError(f"connection to {self.url} broke: {exc}")
         finally:
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
-            for fut in self._waiting.values():
-                if not fut.done():
-                    fut.set_exception(error)
+            link.closed = True
+            link.writer.close()
+            if self._link is link:
+                self._link = None
+            _fail(link, error)
+
+
+def _fail(link: _Link, error: Exception) -> None:
+    for fut in link.waiting.values():
+        if not fut.done():
+            fut.set_exception(error)

@@ -10,7 +10,7 @@
         ├── RemoteInvalidParams       -32602
         ├── RemoteInternalError       -32603
         ├── RemoteApplicationError    -32000  (``type`` is the exception class name)
-        ├── RemoteTimeout             -32001
+        ├── RemoteTimeout             -32001  (also a ClientTimeout: the server gave up waiting)
         ├── RemoteOverloaded          -32002
         ├── RemoteUnauthorized        -32003
         └── RemoteWorkerCrashed       -32004
@@ -73,7 +73,13 @@ class RemoteApplicationError(RemoteError):
     code = -32000
 
 
-class RemoteTimeout(RemoteError):
+class RemoteTimeout(RemoteError, ClientTimeout):
+    """The call ran past its deadline on the server.
+
+    Also a :class:`ClientTimeout` (and so a ``TimeoutError``): a per-call timeout is sent to the
+    server too, so whichever side notices first, ``except ppy.ClientTimeout`` catches it.
+    """
+
     code = -32001
 
 
