@@ -85,15 +85,17 @@ class LineDecoder:
     def feed_eof(self) -> None:
         """The peer closed its side: anything but whitespace left over is an unfinished request.
 
-        These errors are not ``fatal``: the peer sends nothing more anyway, and
-        replies to requests still running must not be cut off by a close.
+        A too-long line found earlier is raised as it would have been by
+        ``feed()`` (fatal).  An unfinished line is not ``fatal``: the peer sends
+        nothing more anyway, and replies to requests still running must not be
+        cut off by a close.
         """
         error, self._error = self._error, None
         rest = bytes(self._buf)
         self._buf.clear()
         self._scanned = 0
         if error is not None:
-            raise ProtocolError(error, fatal=False)
+            raise ProtocolError(error)
         if rest.strip():
             raise ProtocolError(InvalidRequest(
                 f"connection closed in the middle of a line ({len(rest)} bytes without a newline); "
