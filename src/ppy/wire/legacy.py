@@ -6,8 +6,12 @@ A frame is an 11-byte ASCII header followed by the payload::
     0       11    decimal byte length of the payload, '.', then '0' padding
     11      N     payload: UTF-8 JSON
 
-    b'39.00000000{"entry": "h", "func": "hello", "param": []}'
-      └─ header ─┘└──────────── 39 bytes of payload ──────────┘
+    b'39.00000000{"entry":"h","func":"hello","param":[]}'
+      └─ header ─┘└──────── 39 bytes of payload ───────┘
+
+(PHP's ``json_encode`` writes that compact payload; Python's ``json.dumps``
+spacing makes the same call 44 bytes.)  A payload with a bad header after good
+frames, or cut off by EOF, fails the same way however the bytes were split.
 
 Accepted headers match ``^[0-9]{1,10}\\.[0-9]*$`` and are exactly 11 bytes.
 The seed parsed them with ``int(float(h))`` and read on ``recv`` sizes, so a
