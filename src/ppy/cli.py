@@ -7,7 +7,6 @@ each is also read from ``PPY_<FLAG>`` (flags win over the environment).
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib
 import json
 import os
@@ -34,8 +33,21 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                                 default=argparse.SUPPRESS, help=help_text)
         else:
             parser.add_argument(cfg.flag_name(f.name), dest=f.name, default=argparse.SUPPRESS,
-                                type=functools.partial(cfg.parse_value, f),
+                                type=_flag_type(f),
                                 metavar=f.name.upper(), choices=f.metadata.get("choices"), help=help_text)
+
+
+def _flag_type(f: Any) -> Any:
+    """The argparse ``type`` of a Config field: its errors read "argument --port: 'abc' is not a whole number"."""
+
+    def parse(raw: str) -> Any:
+        try:
+            return cfg.parse_value(f, raw)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = f.name
+    return parse
 
 
 def build_config(args: argparse.Namespace, environ: dict[str, str] | None = None) -> cfg.Config:

@@ -12,6 +12,7 @@ The default limits are modelled on Redis, nginx, HAProxy, gRPC and uvicorn
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -102,9 +103,18 @@ def parse_value(f: dataclasses.Field[Any], raw: str) -> Any:
             return False
         raise ValueError(f"{env_name(f.name)}={raw!r} is not a boolean; use 1 or 0")
     if kind.startswith("int"):
-        return int(raw)
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a whole number") from None
     if kind.startswith("float"):
-        return float(raw)
+        try:
+            number = float(raw)
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a number") from None
+        if not math.isfinite(number):  # NaN would slip past every "> 0" check; every limit is bounded
+            raise ValueError(f"{raw!r} is not a finite number")
+        return number
     if kind.startswith("Path"):
         return Path(raw)
     choices = f.metadata.get("choices")
