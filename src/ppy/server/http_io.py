@@ -1,0 +1,204 @@
+"""The HTTP edge shared by every route: guards (Host, token, Content-Type), bounded body reads, replies.
+
+Written against raw ASGI rather than Starlette's ``Request``: the call routes
+are the hot path, and the guards are a handful of header look-ups.
+
+Security model (docs/http.md):
+
+* **DNS rebinding** — a page on ``evil.example`` whose name resolves to
+  127.0.0.1 can reach a loopback server, but its requests carry
+  ``Host: evil.example``.  :class:`HostGuard` answers only Host names the
+  server is known by: IP literals, ``localhost`` (and ``*.localhost``), the
+  bound ``--host``, this machine's hostname, and ``--allowed-hosts``.
+* **Cross-site requests** — a browser sends a cross-site POST without a
+  CORS preflight only for ``text/plain``, form and multipart bodies (or no
+  Content-Type at all), so every POST must say ``application/json``.
+* **Token** — ``Authorization: Bearer <token>``, compared in constant time
+  by the dispatcher's :meth:`~ppy.app.dispatch.Dispatcher.check_token`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ppy.app.dispatch import UNAUTHORIZED, Dispatcher
+from ppy.errors import InvalidRequest, PpyError, Unauthorized
+from ppy.server.state import ServerState
+from ppy.wire import jsonrpc
+
+#: The JSON-RPC over HTTP media types (application/json plus the two the JSON-RPC HTTP draft names).
+#: None of them is a "simple" type, so a cross-site page cannot send them without a CORS preflight.
+JSON_TYPES = frozenset({b"application/json", b"application/json-rpc", b"application/jsonrequest"})
+JSON = b"application/json"
+
+
+class Refusal(Exception):
+    """A request refused at the edge, before dispatch: an HTTP status and the error to show."""
+
+    def __init__(self, status: int, error: PpyError, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+        super().__init__(error.message)
+        self.status = status
+        self.error = error
+        self.headers = headers
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """One request header (ASGI lower-cases names); the first if repeated."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def bearer(scope: Scope) -> str | None:
+    value = header(scope, b"authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.decode("latin-1").strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+def authed(scope: Scope, dispatcher: Dispatcher) -> bool:
+    return dispatcher.token is None or dispatcher.check_token(bearer(scope))
+
+
+def require_token(scope: Scope, dispatcher: Dispatcher) -> None:
+    if not authed(scope, dispatcher):
+        wrong = bearer(scope) is not None
+        message = ("wrong token: check the client's token against the server's --token-file" if wrong
+                   else UNAUTHORIZED)
+        raise Refusal(401, Unauthorized(message), ((b"www-authenticate", b'Bearer realm="ppy"'),))
+
+
+def require_json(scope: Scope) -> None:
+    raw = header(scope, b"content-type") or b""
+    media = raw.split(b";", 1)[0].strip().lower()
+    if media not in JSON_TYPES:
+        shown = raw.decode("latin-1") or "none"
+        raise Refusal(415, InvalidRequest(
+            f"Content-Type must be application/json, got {shown}; send the header "
+            "'Content-Type: application/json' (other types are refused to stop cross-site requests)"))
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int, timeout: float) -> bytes:
+    """The whole body, refused with 413 as soon as it is known to exceed ``limit`` (before reading it)."""
+    declared = header(scope, b"content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise Refusal(400, InvalidRequest("Content-Length is not a number; send the body's size in bytes"))
+        if int(declared) > limit:
+            raise Refusal(413, _too_large(int(declared), limit))
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise Refusal(400, InvalidRequest("client went away before sending the whole body"))
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise Refusal(413, _too_large(size, limit))
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+    except TimeoutError:
+        raise Refusal(408, InvalidRequest(
+            f"request body not received within {timeout:g} s (--request-timeout); send it in one go")) from None
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(size: int, limit: int) -> InvalidRequest:
+    return InvalidRequest(f"request body of {size} bytes or more exceeds --max-frame-bytes ({limit}); "
+                          "send less data per call", {"max_frame_bytes": limit})
+
+
+async def reply(send: Send, status: int, body: bytes, content_type: bytes = JSON,
+                headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def no_content(send: Send) -> None:
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def error_body(error: PpyError) -> bytes:
+    """``{"error": {"code", "message", "data"}}`` — the /call and plain-route error shape."""
+    try:
+        return msgspec.json.encode({"error": jsonrpc.error_object(error)})
+    except (TypeError, ValueError):  # data a user exception carried that JSON cannot hold
+        return msgspec.json.encode({"error": {"code": error.code, "message": error.message}})
+
+
+@contextlib.contextmanager
+def tracked(state: ServerState) -> Iterator[None]:
+    """Count this request's task among the calls the drain waits for (so none is lost on SIGTERM)."""
+    task = asyncio.current_task()
+    if task is None:  # pragma: no cover - ASGI servers always run requests in tasks
+        yield
+        return
+    state.tasks.add(task)
+    try:
+        yield
+    finally:
+        state.tasks.discard(task)
+
+
+class HostRule:
+    """Which ``Host`` header values the server answers (see the module docstring)."""
+
+    def __init__(self, bound_host: str, allowed: str) -> None:
+        names = {n.strip().lower().rstrip(".") for n in allowed.split(",") if n.strip()}
+        self.any = "*" in names
+        names |= {"localhost", bound_host.lower().rstrip("."), socket.gethostname().lower()}
+        self.names = frozenset(names)
+
+    def allows(self, value: bytes | None) -> bool:
+        if self.any or value is None:  # no Host at all: not a browser (every browser sends one)
+            return True
+        host = value.decode("latin-1").strip().lower()
+        if host.startswith("["):
+            host = host[1:].partition("]")[0]
+        elif host.count(":") == 1:
+            host = host.partition(":")[0]
+        host = host.rstrip(".")
+        if host in self.names or host.endswith(".localhost"):
+            return True
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return True  # an IP literal cannot be re-pointed by DNS
+
+
+class HostGuard:
+    """ASGI middleware refusing requests whose ``Host`` the server is not known by (DNS rebinding)."""
+
+    def __init__(self, app: ASGIApp, rule: HostRule) -> None:
+        self.app = app
+        self.rule = rule
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self.rule.allows(header(scope, b"host")):
+            shown = (header(scope, b"host") or b"").decode("latin-1")
+            await reply(send, 400, error_body(InvalidRequest(
+                f"Host {shown!r} is not a name this server answers to (DNS-rebinding guard); "
+                "use an IP address or localhost, or start the server with --allowed-hosts NAME")))
+            return
+        await self.app(scope, receive, send)
+
+
+def json_reply_headers(extra: dict[str, Any] | None = None) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((k.encode(), str(v).encode()) for k, v in (extra or {}).items())

@@ -1,0 +1,147 @@
+"""Live traffic for the web console: calls/s, error rate, p50/p99 per function, last few minutes.
+
+Prometheus keeps cumulative counters for scrapers; a person looking at the
+console wants "what is happening now", which cumulative histograms cannot
+answer without a time-series database.  So the server keeps its own small
+ring of one-second slots per method, fed by the dispatcher's observer hook:
+
+    method -> deque[Slot(second, calls, errors, {latency bucket: count})]
+
+Memory is bounded: at most ``WINDOW`` slots per method, methods are the
+registry's own (anything else is counted as ``OTHER``), and latencies go to
+logarithmic buckets ``RATIO`` apart (so a percentile is exact to about ±10 %,
+plenty for a chart).  Everything runs on the event loop thread: no locks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+WINDOW = 300  # seconds of history the console shows ("the last minutes")
+STEP = 5  # seconds per chart point: 60 points per chart
+RATE_SPAN = 10  # seconds averaged for the "calls/s now" figure
+RATIO = 1.2  # latency bucket width: bucket k holds [MIN_LATENCY * RATIO**k, MIN_LATENCY * RATIO**(k+1))
+MIN_LATENCY = 1e-6
+MAX_BUCKET = 120  # 1 µs * 1.2**120 ≈ 3 hours: every real deadline fits
+OTHER = "(other)"  # unknown methods share one row, so clients cannot grow the table
+_LOG_RATIO = math.log(RATIO)
+
+
+def bucket(seconds: float) -> int:
+    if seconds <= MIN_LATENCY:
+        return 0
+    return min(MAX_BUCKET, int(math.log(seconds / MIN_LATENCY) / _LOG_RATIO))
+
+
+def bucket_value(k: int) -> float:
+    """The geometric middle of bucket ``k``, in seconds."""
+    return float(MIN_LATENCY * RATIO ** (k + 0.5))
+
+
+@dataclass(slots=True)
+class Slot:
+    second: int
+    calls: int = 0
+    errors: int = 0
+    latency: dict[int, int] = field(default_factory=dict)
+
+
+def percentile(hist: dict[int, int], q: float) -> float | None:
+    """The ``q`` quantile (0..1) of a bucket histogram, in milliseconds; None when empty."""
+    total = sum(hist.values())
+    if not total:
+        return None
+    rank = q * total
+    seen = 0
+    for k in sorted(hist):
+        seen += hist[k]
+        if seen >= rank:
+            return round(bucket_value(k) * 1000, 3)
+    return round(bucket_value(max(hist)) * 1000, 3)  # pragma: no cover - rank <= total always stops above
+
+
+def _merge(slots: Iterable[Slot]) -> tuple[int, int, dict[int, int]]:
+    calls = errors = 0
+    hist: dict[int, int] = {}
+    for slot in slots:
+        calls += slot.calls
+        errors += slot.errors
+        for k, n in slot.latency.items():
+            hist[k] = hist.get(k, 0) + n
+    return calls, errors, hist
+
+
+class Stats:
+    """Per-method one-second slots over the last ``WINDOW`` seconds."""
+
+    def __init__(self, known: Callable[[str], bool], clock: Callable[[], float] = time.time) -> None:
+        self.known = known
+        self.clock = clock
+        self.methods: dict[str, deque[Slot]] = {}
+
+    def observe(self, method: str, dialect: str, code: int, seconds: float) -> None:
+        """The dispatcher's observer hook: one finished call."""
+        if not self.known(method):
+            method = OTHER
+        now = int(self.clock())
+        slots = self.methods.get(method)
+        if slots is None:
+            slots = self.methods[method] = deque()
+        if not slots or slots[-1].second != now:
+            slots.append(Slot(now))
+            while slots[0].second <= now - WINDOW:
+                slots.popleft()
+        slot = slots[-1]
+        slot.calls += 1
+        if code:
+            slot.errors += 1
+        k = bucket(seconds)
+        slot.latency[k] = slot.latency.get(k, 0) + 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the console draws: per method, totals over the window and one point per ``STEP``."""
+        now = int(self.clock())
+        start = now - WINDOW + 1
+        methods: dict[str, Any] = {}
+        every: list[Slot] = []
+        for method in list(self.methods):
+            slots = [s for s in self.methods[method] if s.second >= start]
+            if not slots:
+                del self.methods[method]  # idle for the whole window: forget it
+                continue
+            every.extend(slots)
+            methods[method] = self._describe(slots, now)
+        return {"window": WINDOW, "step": STEP, "now": now, "methods": methods,
+                "total": self._describe(every, now)}
+
+    def _describe(self, slots: list[Slot], now: int) -> dict[str, Any]:
+        calls, errors, hist = _merge(slots)
+        recent = sum(s.calls for s in slots if s.second > now - RATE_SPAN)
+        points = WINDOW // STEP
+        first = now - points * STEP + 1
+        bins: list[list[Slot]] = [[] for _ in range(points)]
+        for slot in slots:
+            index = (slot.second - first) // STEP
+            if 0 <= index < points:
+                bins[index].append(slot)
+        series: dict[str, list[float | None]] = {"rate": [], "error_rate": [], "p50_ms": [], "p99_ms": []}
+        for group in bins:
+            c, e, h = _merge(group)
+            series["rate"].append(round(c / STEP, 3))
+            series["error_rate"].append(round(e / c, 4) if c else None)
+            series["p50_ms"].append(percentile(h, 0.50))
+            series["p99_ms"].append(percentile(h, 0.99))
+        return {
+            "calls": calls,
+            "errors": errors,
+            "rate": round(recent / RATE_SPAN, 3),
+            "error_rate": round(errors / calls, 4) if calls else 0.0,
+            "p50_ms": percentile(hist, 0.50),
+            "p99_ms": percentile(hist, 0.99),
+            "series": series,
+        }
