@@ -15,6 +15,8 @@ import signal
 import socket
 import stat
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,8 @@ log = logging.getLogger("ppy.server")
 #: Deep enough that a burst of one-shot legacy clients never waits for a SYN retry (nginx uses 511; we
 #: ask for more and let net.core.somaxconn cap it).
 BACKLOG = 4096
+#: ThreadRunner's pool thread names start with this (``thread_name_prefix`` in run/threads.py).
+CALL_THREAD_PREFIX = "ppy-call"
 
 
 class StartupError(Exception):
@@ -76,7 +80,7 @@ def build_state(config: Config) -> ServerState:
         raise StartupError(str(exc)) from None
     del token
     registry = Registry.build(Path(app_dir))
-    runner = ThreadRunner(config.threads)
+    runner = ThreadRunner(config.threads, debug=config.debug)
     dispatcher = Dispatcher(config, registry, runner, __version__)
     return ServerState(config, dispatcher)
 
@@ -171,24 +175,58 @@ async def drain(state: ServerState, servers: list[Any]) -> None:
     print(f"ppy: shutting down, finishing {in_flight} calls in flight", file=sys.stderr, flush=True)
     for server in servers:
         server.close()
-    for conn in list(state.connections):
-        conn.drain_close()
-    # Every call has a deadline of at most --timeout, so this wait is bounded; the margin covers
-    # writing the last replies.
-    deadline = state.config.timeout + 2.0
-    if state.tasks:
-        _done, pending = await asyncio.wait(set(state.tasks), timeout=deadline)
-        for task in pending:
-            task.cancel()
-    for conn in list(state.connections):
-        conn.drain_close()
-    await asyncio.sleep(0)
+    await _finish_calls_and_connections(state)
     state.dispatcher.runner.close()
     if state.config.uds:
         try:
             os.unlink(state.config.uds)
         except OSError:
             pass
+
+
+async def _finish_calls_and_connections(state: ServerState) -> None:
+    """Wait for every call task *and* every reply to be written out, all by one deadline.
+
+    Every call has a deadline of at most --timeout; the 2 s margin covers writing the
+    last replies.  Calls are awaited as they appear (a legacy frame already half-received
+    when the drain began still completes and runs), and connections are awaited until
+    they close, so a large reply still in the transport's buffer reaches a slow reader
+    instead of dying with the event loop.  Past the deadline, calls still running are
+    cancelled, which answers them with an error (see tcp.Connection), and connections
+    still open are aborted.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + state.config.timeout + 2.0
+    for conn in list(state.connections):
+        conn.drain_close()
+    while state.tasks or state.connections:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            break
+        waits: set[asyncio.Future[Any]] = set(state.tasks)
+        waits.update(lost for conn in state.connections if (lost := getattr(conn, "lost", None)) is not None)
+        if not waits:  # connections that cannot be awaited: nothing left to wait for
+            break
+        await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        for conn in list(state.connections):
+            conn.drain_close()
+    late = set(state.tasks)
+    for task in late:
+        task.cancel()
+    if late:
+        log.warning("drain deadline passed: %d calls cut off with an error", len(late))
+        await asyncio.wait(late, timeout=1.0)  # they write their error replies as they unwind
+    if state.connections:
+        for conn in list(state.connections):
+            conn.drain_close()
+        lost = {f for conn in state.connections if (f := getattr(conn, "lost", None)) is not None}
+        if lost:
+            await asyncio.wait(lost, timeout=1.0)  # a last second to flush those error replies
+        for conn in list(state.connections):
+            abort = getattr(conn, "abort", None)
+            if abort is not None:
+                abort()
+    await asyncio.sleep(0)
 
 
 def _hostport(host: str, port: int) -> str:
@@ -200,5 +238,29 @@ def run(config: Config) -> int:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency, but keep working without it
-        return asyncio.run(serve(config))
-    return uvloop.run(serve(config))
+        code = asyncio.run(serve(config))
+    else:
+        code = uvloop.run(serve(config))
+    _exit_past_abandoned_calls(code)
+    return code
+
+
+def _exit_past_abandoned_calls(code: int) -> None:
+    """Exit now if pool threads still run calls whose clients were already answered -32001.
+
+    Python cannot stop a thread, and the interpreter joins pool threads at exit, so
+    one function stuck in a loop would otherwise hold the shutdown forever.  Every
+    call was answered by now, so nothing is lost by not waiting.
+    """
+    deadline = time.monotonic() + 0.5  # idle pool threads need a moment to see the shutdown
+    busy = [t for t in threading.enumerate() if t.name.startswith(CALL_THREAD_PREFIX)]
+    for thread in busy:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t for t in busy if t.is_alive()]
+    if stuck:
+        print(f"ppy: {len(stuck)} abandoned call(s) past their deadline still running in threads; "
+              "exiting without waiting for them (use --isolate to have such calls killed)",
+              file=sys.stderr, flush=True)
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(code)

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import Any, cast
 
-from ppy.errors import InvalidRequest, Overloaded, ParseError, PpyError, ProtocolError
+from ppy.errors import CallTimeout, InvalidRequest, Overloaded, ParseError, PpyError, ProtocolError
 from ppy.server import legacy
 from ppy.server.state import ServerState
 from ppy.wire import jsonrpc, jsonvalue
@@ -26,6 +26,10 @@ log = logging.getLogger("ppy.server")
 MAX_SNIFF_BYTES = 1024
 NOT_A_REQUEST = ParseError(
     "not a request: send a JSON-RPC 2.0 object per line, or a legacy 11-byte header frame")
+SHUTTING_DOWN = ("server is shutting down and takes no new requests; "
+                 "retry on a new connection (to this server once restarted, or another one)")
+CUT_OFF = ("server is shutting down and this call did not finish within the drain deadline "
+           "(--timeout); it may have run partly: check before retrying")
 
 
 class Connection(asyncio.Protocol):
@@ -45,6 +49,7 @@ class Connection(asyncio.Protocol):
         self._idle: asyncio.TimerHandle | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self.loop = asyncio.get_running_loop()
+        self.lost: asyncio.Future[None] = self.loop.create_future()  # the drain awaits the last byte written
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -63,6 +68,8 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._cancel_timers()
+        if not self.lost.done():
+            self.lost.set_result(None)
         if self in self.state.connections:
             self.state.connections.discard(self)
             if self.dialect:
@@ -177,6 +184,9 @@ class Connection(asyncio.Protocol):
             body = await self.dispatcher.call(call, "legacy", authed, jsonvalue.encode_legacy)
         except PpyError as exc:
             self._write_legacy_error(exc)
+        except asyncio.CancelledError:  # the drain deadline passed: still one answer per request
+            self._write_legacy_error(CallTimeout(CUT_OFF))
+            raise
         else:
             self._write(encode_frame(body))
         finally:
@@ -190,6 +200,9 @@ class Connection(asyncio.Protocol):
 
     def _on_line(self, line: bytes) -> None:
         items, batch = jsonrpc.parse(line, max_depth=self.config.max_depth, max_batch=self.config.max_batch)
+        if self.state.draining:
+            self._refuse_while_draining(items, batch)
+            return
         if batch:
             self.inflight += 1
             self.state.spawn(self._run_batch(items))
@@ -217,6 +230,9 @@ class Connection(asyncio.Protocol):
             reply = await self._reply(item)
             if reply is not None:
                 self._write_line(reply)
+        except asyncio.CancelledError:  # the drain deadline passed: still one answer per request
+            self._write_errors([item], False, CallTimeout(CUT_OFF))
+            raise
         finally:
             self._call_done()
 
@@ -226,8 +242,22 @@ class Connection(asyncio.Protocol):
             body = [r for r in replies if r is not None]
             if body:
                 self._write_line(jsonrpc.encode_batch(body))
+        except asyncio.CancelledError:
+            self._write_errors(items, True, CallTimeout(CUT_OFF))
+            raise
         finally:
             self._call_done()
+
+    def _refuse_while_draining(self, items: list[jsonrpc.Item], batch: bool) -> None:
+        """Requests that arrive after SIGTERM are answered -32002 at once, so the drain can end."""
+        self._write_errors(items, batch, Overloaded(SHUTTING_DOWN))
+        self._maybe_close()
+
+    def _write_errors(self, items: list[jsonrpc.Item], batch: bool, error: PpyError) -> None:
+        body = [jsonrpc.encode_error(item.id, item.error if isinstance(item, jsonrpc.Rejected) else error)
+                for item in items if isinstance(item, jsonrpc.Rejected) or not item.notify]
+        if body:
+            self._write_line(jsonrpc.encode_batch(body) if batch else body[0])
 
     def _call_done(self) -> None:
         self.inflight -= 1
@@ -296,6 +326,10 @@ class Connection(asyncio.Protocol):
         self._cancel_timers()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection now (the drain's deadline passed with it still open)."""
+        self._abort()
 
     def _abort(self) -> None:
         self._cancel_timers()
