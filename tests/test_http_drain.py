@@ -1,0 +1,59 @@
+"""SIGTERM with calls in flight: /readyz turns 503, new calls get 503, accepted calls are answered, exit 0."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+
+from conftest import APPS, Server, recv_line
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_readyz_flips_to_503_during_drain_and_calls_in_flight_finish() -> None:
+    server = Server(APPS / "web", "--timeout", "10", http=True)
+    base = server.http_url
+    results: dict[str, object] = {}
+    try:
+        assert httpx.get(f"{base}/readyz").status_code == 200
+
+        def slow_http() -> None:
+            r = httpx.get(f"{base}/call/web/slow?seconds=1.5", timeout=20)
+            results["http"] = (r.status_code, r.json())
+
+        worker = threading.Thread(target=slow_http)
+        worker.start()
+        tcp = server.connect(timeout=20)
+        tcp.sendall(b'{"jsonrpc":"2.0","method":"web.slow","params":[1.2],"id":9}\n')
+        deadline = time.monotonic() + 10
+        while 'ppy_calls_in_flight 2.0' not in httpx.get(f"{base}/metrics").text:
+            assert time.monotonic() < deadline, "the two slow calls never showed up in flight"
+            time.sleep(0.02)
+
+        server.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while True:
+            r = httpx.get(f"{base}/readyz")
+            if r.status_code == 503:
+                break
+            assert time.monotonic() < deadline, "readyz never turned 503"
+            time.sleep(0.01)
+        assert r.json() == {"status": "draining"}
+        assert httpx.get(f"{base}/healthz").status_code == 200
+        refused = httpx.get(f"{base}/call/web/hello")
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == -32002
+        refused = httpx.post(f"{base}/rpc", json={"jsonrpc": "2.0", "method": "web.hello", "id": 1})
+        assert refused.status_code == 503
+
+        assert b'"result":1.2' in recv_line(tcp, timeout=20)
+        tcp.close()
+        worker.join(20)
+        assert results["http"] == (200, {"result": 1.5})
+        assert server.proc.wait(20) == 0
+    finally:
+        server.stop()
