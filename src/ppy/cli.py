@@ -19,8 +19,6 @@ from ppy import __version__
 from ppy import config as cfg
 from ppy.client.errors import ClientError, RemoteError
 
-SERVE_ONLY_LATER = ("workers", "isolate", "reload")
-
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for f in cfg.fields():
@@ -97,13 +95,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as exc:
         print(f"ppy serve: {exc}", file=sys.stderr)
         return 2
-    for name in SERVE_ONLY_LATER:
-        value = getattr(config, name)
-        if value and value != 1:
-            print(f"ppy serve: {cfg.flag_name(name)} is not available in this version yet", file=sys.stderr)
-            return 2
     logs.setup(config.log_format, access_log=config.access_log)
     try:
+        if config.workers > 1:
+            from ppy.server.supervisor import supervise
+
+            return supervise(config)
         return run(config)
     except StartupError as exc:
         print(f"ppy serve: {exc}", file=sys.stderr)

@@ -103,6 +103,17 @@ class Function:
         except TypeError as exc:
             raise InvalidParams(f"{self.method}: {exc}; signature is {self.describe()}",
                                 {"signature": self.describe()}) from None
+        return self._converted(bound)
+
+    def rebind(self, args: list[Any], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Bind values that :meth:`bind` already accepted, after a JSON round trip (``--isolate`` workers).
+
+        Converting a converted value's JSON form gives the same value back (a dataclass from its
+        object, a datetime from its ISO string), so the worker sees what in-process code would.
+        """
+        return self._converted(self.signature.bind(*args, **kwargs))
+
+    def _converted(self, bound: inspect.BoundArguments) -> tuple[tuple[Any, ...], dict[str, Any]]:
         if self.converters:
             arguments = bound.arguments
             for name, tp in self.converters.items():

@@ -256,7 +256,8 @@ async def start(state: ServerState) -> HttpServer:
 
     config = state.config
     app = create_app(state=state)
-    sockets = _bind(config.host, config.http_port, reuse_port=config.workers > 1)
+    # A --workers child shares the sockets its supervisor bound (see ppy.server.supervisor).
+    sockets = state.listen_sockets.get("http") or _bind(config.host, config.http_port, reuse_port=False)
     uv_config = uvicorn.Config(
         app, http="httptools", ws="none", lifespan="off", interface="asgi3",
         access_log=False, log_config=None, server_header=False, proxy_headers=False, backlog=BACKLOG,

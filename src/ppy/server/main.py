@@ -17,6 +17,7 @@ import stat
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from ppy import __version__
 from ppy.app.dispatch import Dispatcher
 from ppy.app.registry import Registry
 from ppy.config import Config
+from ppy.run.isolated import IsolatedRunner
 from ppy.run.threads import ThreadRunner
 from ppy.server.state import ServerState
 from ppy.server.tcp import Connection
@@ -39,6 +41,15 @@ CALL_THREAD_PREFIX = "ppy-call"
 
 class StartupError(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class WorkerLink:
+    """How a ``--workers`` child process talks to its supervisor (see ppy.server.supervisor)."""
+
+    index: int
+    ready_fd: int  # one byte is written here once the worker serves
+    lifeline_fd: int  # EOF here means the supervisor is gone: drain and exit
 
 
 def default_app_dir() -> Path:
@@ -80,7 +91,12 @@ def build_state(config: Config) -> ServerState:
         raise StartupError(str(exc)) from None
     del token
     registry = Registry.build(Path(app_dir))
-    runner = ThreadRunner(config.threads, debug=config.debug)
+    runner: ThreadRunner | IsolatedRunner
+    if config.isolate:
+        runner = IsolatedRunner(Path(app_dir), size=config.pool_size, max_jobs=config.max_jobs,
+                                max_memory_mb=config.max_worker_memory, debug=config.debug)
+    else:
+        runner = ThreadRunner(config.threads, debug=config.debug)
     dispatcher = Dispatcher(config, registry, runner, __version__)
     return ServerState(config, dispatcher)
 
@@ -103,6 +119,59 @@ def _prepare_uds(path: str) -> None:
         probe.close()
 
 
+def bind_sockets(config: Config) -> dict[str, list[socket.socket]]:
+    """Bind every listener up front (the ``--workers`` supervisor does, then its children share them).
+
+    One listening socket shared by all workers, not one SO_REUSEPORT socket each: a worker that
+    dies loses no connection waiting in the accept queue, a Unix socket works the same way, and a
+    second server started by mistake on the same port fails instead of silently sharing it.
+    """
+    bound: dict[str, list[socket.socket]] = {}
+    try:
+        bound["tcp"] = _bind_tcp(config.host, config.port, "--port")
+        if config.http_port:
+            bound["http"] = _bind_tcp(config.host, config.http_port, "--http-port")
+        if config.uds:
+            _prepare_uds(config.uds)
+            uds = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                uds.bind(config.uds)
+                uds.listen(BACKLOG)
+            except OSError as exc:
+                uds.close()
+                raise StartupError(f"cannot listen on --uds {config.uds}: {exc.strerror or exc}") from None
+            bound["uds"] = [uds]
+    except BaseException:
+        for socks in bound.values():
+            for sock in socks:
+                sock.close()
+        raise
+    return bound
+
+
+def _bind_tcp(host: str, port: int, flag: str) -> list[socket.socket]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise StartupError(f"cannot resolve --host {host}: {exc}") from None
+    socks: list[socket.socket] = []
+    for family, kind, proto, _name, addr in dict.fromkeys(infos):  # getaddrinfo may repeat an address
+        sock = socket.socket(family, kind, proto)
+        socks.append(sock)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(addr)
+            sock.listen(BACKLOG)
+        except OSError as exc:
+            for s in socks:
+                s.close()
+            raise StartupError(f"cannot listen on {_hostport(host, port)}: {exc.strerror or exc}; stop the "
+                               f"other server or pick another {flag}") from None
+    return socks
+
+
 async def start_listeners(state: ServerState) -> list[Any]:
     config = state.config
     loop = asyncio.get_running_loop()
@@ -111,9 +180,20 @@ async def start_listeners(state: ServerState) -> list[Any]:
     def factory() -> Connection:
         return Connection(state)
 
+    inherited = state.listen_sockets
+    if inherited:  # a --workers child: the supervisor bound them
+        for sock in inherited.get("tcp", []):
+            servers.append(await loop.create_server(factory, sock=sock, backlog=BACKLOG))
+        for sock in inherited.get("uds", []):
+            servers.append(await loop.create_unix_server(factory, sock=sock, backlog=BACKLOG))
+        if config.http_port:
+            from ppy.server import http
+
+            servers.append(await http.start(state))
+        return servers
     try:
         servers.append(await loop.create_server(factory, config.host, config.port, backlog=BACKLOG,
-                                                reuse_address=True, reuse_port=config.workers > 1))
+                                                reuse_address=True))
     except OSError as exc:
         raise StartupError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}; stop the "
                            "other server or pick another --port") from None
@@ -130,21 +210,43 @@ async def start_listeners(state: ServerState) -> list[Any]:
     return servers
 
 
-async def serve(config: Config) -> int:
-    """Run until SIGTERM/SIGINT, drain, and return the exit code."""
+async def serve(config: Config, link: WorkerLink | None = None,
+                sockets: dict[str, list[socket.socket]] | None = None) -> int:
+    """Run until SIGTERM/SIGINT, drain, and return the exit code.
+
+    ``link`` and ``sockets`` are given in a ``--workers`` child: listeners come bound from the
+    supervisor, readiness is reported to it, and Ctrl-C is left to it (it forwards SIGTERM).
+    """
     check_safety(config)
+    if config.reload:
+        from ppy.server import reload
+
+        reload.prepare()
     state = build_state(config)
+    state.listen_sockets = sockets or {}
+    runner = state.dispatcher.runner
+    if isinstance(runner, IsolatedRunner):
+        try:
+            await runner.start()
+        except RuntimeError as exc:
+            raise StartupError(str(exc)) from None
     servers = await start_listeners(state)
+    reloader = None
+    if config.reload:
+        reloader = reload.Reloader(state)
+        reloader.start()
     registry = state.dispatcher.registry
     where = [f"tcp://{_hostport(config.host, config.port)}"]
     if config.uds:
         where.append(f"unix://{config.uds}")
     if config.http_port:
         where.append(f"http://{_hostport(config.host, config.http_port)}")
-    print(f"ppy {__version__}: serving {registry.app_dir} ({len(registry.entries)} entries, "
-          f"{len(registry.functions)} functions) on {', '.join(where)}", file=sys.stderr, flush=True)
-    for entry, why in registry.failed.items():
-        print(f"ppy: warning: entry {entry!r} failed to import: {why}", file=sys.stderr, flush=True)
+    if link is None:
+        print(f"ppy {__version__}: serving {registry.app_dir} ({len(registry.entries)} entries, "
+              f"{len(registry.functions)} functions) on {', '.join(where)}", file=sys.stderr, flush=True)
+    if link is None or link.index == 0:  # one report of import errors, not one per worker
+        for entry, why in registry.failed.items():
+            print(f"ppy: warning: entry {entry!r} failed to import: {why}", file=sys.stderr, flush=True)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -160,8 +262,18 @@ async def serve(config: Config) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
+    if link is not None:
+        loop.remove_signal_handler(signal.SIGINT)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C: the supervisor decides
+        loop.add_reader(link.lifeline_fd, stop.set)  # readable only at EOF: the supervisor died
+        os.write(link.ready_fd, b"1")
+        os.close(link.ready_fd)
     state.ready = True
     await stop.wait()
+    if link is not None:
+        loop.remove_reader(link.lifeline_fd)
+    if reloader is not None:
+        await reloader.stop()
     await drain(state, servers)
     return 0
 
@@ -176,8 +288,12 @@ async def drain(state: ServerState, servers: list[Any]) -> None:
     for server in servers:
         server.close()
     await _finish_calls_and_connections(state)
-    state.dispatcher.runner.close()
-    if state.config.uds:
+    runner = state.dispatcher.runner
+    if isinstance(runner, IsolatedRunner):
+        await runner.aclose()
+    else:
+        runner.close()
+    if state.config.uds and not state.listen_sockets:  # a supervisor owns a shared socket's path
         try:
             os.unlink(state.config.uds)
         except OSError:
@@ -233,14 +349,15 @@ def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def run(config: Config) -> int:
+def run(config: Config, link: WorkerLink | None = None,
+        sockets: dict[str, list[socket.socket]] | None = None) -> int:
     """Blocking entry point: uvloop when available, plain asyncio otherwise."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency, but keep working without it
-        code = asyncio.run(serve(config))
+        code = asyncio.run(serve(config, link, sockets))
     else:
-        code = uvloop.run(serve(config))
+        code = uvloop.run(serve(config, link, sockets))
     _exit_past_abandoned_calls(code)
     return code
 

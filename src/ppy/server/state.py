@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -26,6 +27,9 @@ class ServerState:
     draining: bool = False
     ready: bool = False
     refused: int = 0  # connections refused past --max-connections
+    #: Listeners bound by the ``--workers`` supervisor and shared by its children, by kind
+    #: ("tcp", "uds", "http"); empty when this process binds its own.
+    listen_sockets: dict[str, list[socket.socket]] = field(default_factory=dict)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Start a call task the drain will wait for."""

@@ -1,0 +1,257 @@
+"""``--workers N``: N server processes sharing the listeners, supervised by this parent.
+
+The parent binds every listener (TCP, ``--uds``, HTTP) once, then starts N
+children with ``python -m ppy.server.supervisor`` that inherit the bound
+sockets and run the ordinary server (:func:`ppy.server.main.serve`).  The
+kernel hands each new connection to whichever child accepts first, so an
+idle worker takes the next one, and a worker that dies loses nothing waiting
+in the shared accept queue (``docs/deploy.md`` says why not SO_REUSEPORT).
+
+The parent imports no app code, so a crash in the app cannot take it down.
+It replaces a child that exits, after a back-off that doubles with every
+child that dies young (never a fork loop), forwards SIGTERM/SIGINT as SIGTERM
+so every child drains, and exits 0 once all drained.  Children ignore
+Ctrl-C (the parent decides) and drain on their own if the parent dies (EOF
+on the "lifeline" pipe).  Metrics: ``PROMETHEUS_MULTIPROC_DIR`` is set to a
+fresh folder for the children (prometheus_client's multiprocess mode) and
+dead children are marked dead there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from ppy import __version__
+from ppy import config as cfg
+from ppy.config import Config
+from ppy.server.main import StartupError, WorkerLink, bind_sockets, check_safety, default_app_dir
+
+log = logging.getLogger("ppy.supervisor")
+
+ENV_CONFIG = "PPY_WORKER_CONFIG"  # the parent's Config as JSON
+ENV_FDS = "PPY_WORKER_FDS"  # "tcp=3,4;uds=5;http=6": inherited listening sockets
+ENV_LINK = "PPY_WORKER_LINK"  # "index,ready_fd,lifeline_fd"
+START_TIMEOUT = 120.0  # a child importing a big app may take a while; past this it is stuck
+STABLE_AFTER = 10.0  # a child that served this long before dying resets the back-off
+MAX_BACKOFF = 10.0
+
+
+def config_to_json(config: Config) -> str:
+    return json.dumps({k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()})
+
+
+def config_from_json(text: str) -> Config:
+    raw = json.loads(text)
+    values: dict[str, Any] = {}
+    for f in cfg.fields():
+        if f.name in raw:
+            value = raw[f.name]
+            kind = f.type if isinstance(f.type, str) else str(f.type)
+            values[f.name] = Path(value) if value is not None and kind.startswith("Path") else value
+    return Config(**values)
+
+
+class Supervisor:
+    def __init__(self, config: Config, sockets: dict[str, list[socket.socket]]) -> None:
+        self.config = config
+        self.sockets = sockets
+        self.stopping = False
+        self.pids: dict[int, int] = {}  # slot -> pid of its live child
+        self.exit_codes: dict[int, int] = {}  # slot -> exit code after the drain
+        self.respawns: deque[float] = deque(maxlen=4096)  # seconds from a child's death to its successor's ready
+        self._lifeline_r, self._lifeline_w = os.pipe()
+
+    def _child_env(self, index: int, ready_fd: int) -> dict[str, str]:
+        fds = ";".join(f"{kind}={','.join(str(s.fileno()) for s in socks)}" for kind, socks in self.sockets.items())
+        return {**os.environ, ENV_CONFIG: config_to_json(self.config), ENV_FDS: fds,
+                ENV_LINK: f"{index},{ready_fd},{self._lifeline_r}"}
+
+    async def _spawn(self, index: int) -> tuple[asyncio.subprocess.Process, bool]:
+        """Start one child; returns it and whether it became ready (False: it died first)."""
+        ready_r, ready_w = os.pipe()
+        passed = [s.fileno() for socks in self.sockets.values() for s in socks]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "ppy.server.supervisor", env=self._child_env(index, ready_w),
+                pass_fds=[*passed, ready_w, self._lifeline_r])
+        finally:
+            os.close(ready_w)
+        loop = asyncio.get_running_loop()
+        try:
+            got = await asyncio.wait_for(loop.run_in_executor(None, os.read, ready_r, 1), START_TIMEOUT)
+        except TimeoutError:
+            log.error("worker %d (pid %d) not ready after %.0f s; killing it", index, proc.pid, START_TIMEOUT)
+            proc.kill()
+            got = b""
+        finally:
+            os.close(ready_r)
+        return proc, got == b"1"
+
+    async def _slot(self, index: int) -> None:
+        failures = 0
+        died_at: float | None = None
+        while not self.stopping:
+            proc, ready = await self._spawn(index)
+            self.pids[index] = proc.pid
+            started = time.monotonic()
+            if ready and died_at is not None:
+                elapsed = started - died_at
+                self.respawns.append(elapsed)
+                log.warning("worker %d replaced by pid %d in %.0f ms", index, proc.pid, elapsed * 1000)
+            code = await proc.wait()
+            self.pids.pop(index, None)
+            _mark_dead(proc.pid)
+            if self.stopping:
+                self.exit_codes[index] = code if ready else 0
+                return
+            died_at = time.monotonic()
+            failures = 0 if ready and died_at - started > STABLE_AFTER else failures + 1
+            delay = min(MAX_BACKOFF, 0.1 * 2 ** (failures - 1)) if failures else 0.0
+            log.error("worker %d (pid %d) %s after %.1f s; starting a new one%s", index, proc.pid,
+                      _describe(code), died_at - started, f" in {delay:.1f} s" if delay else "")
+            if delay:
+                await asyncio.sleep(delay)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        signals = 0
+
+        def on_signal() -> None:
+            nonlocal signals
+            signals += 1
+            if signals > 1:  # a second Ctrl-C: children exit at once on their second SIGTERM
+                print("ppy: second signal, stopping workers now", file=sys.stderr, flush=True)
+                self._forward(signal.SIGTERM)
+            stop.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        slots = [loop.create_task(self._slot(i)) for i in range(self.config.workers)]
+        self._banner()
+        await stop.wait()
+        self.stopping = True
+        print(f"ppy: shutting down {len(self.pids)} workers", file=sys.stderr, flush=True)
+        self._close_sockets()  # stop accepting: the children's copies close as they drain
+        self._forward(signal.SIGTERM)
+        _done, pending = await asyncio.wait(slots, timeout=self.config.timeout + 10.0)
+        if pending:
+            self._forward(signal.SIGKILL)
+            await asyncio.wait(pending, timeout=5.0)
+            return 1
+        return 0 if all(code == 0 for code in self.exit_codes.values()) else 1
+
+    def _banner(self) -> None:
+        config = self.config
+        where = [f"tcp://{_hostport(config.host, config.port)}"]
+        if config.uds:
+            where.append(f"unix://{config.uds}")
+        if config.http_port:
+            where.append(f"http://{_hostport(config.host, config.http_port)}")
+        print(f"ppy {__version__}: serving {config.app_dir or default_app_dir()} with {config.workers} worker "
+              f"processes on {', '.join(where)}", file=sys.stderr, flush=True)
+
+    def _forward(self, sig: int) -> None:
+        for pid in list(self.pids.values()):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def _close_sockets(self) -> None:
+        for socks in self.sockets.values():
+            for sock in socks:
+                sock.close()
+
+
+def _describe(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _mark_dead(pid: int) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def supervise(config: Config) -> int:
+    """``ppy serve --workers N`` (N > 1): check, bind, run the children, return the exit code."""
+    check_safety(config)
+    app_dir = config.app_dir or default_app_dir()
+    if not Path(app_dir).is_dir():
+        raise StartupError(f"app folder {app_dir} does not exist; create it or pass another APP_DIR")
+    try:
+        _ = config.token
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    config = dataclasses.replace(config, app_dir=Path(app_dir))
+    sockets = bind_sockets(config)
+    metrics_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = tempfile.mkdtemp(prefix="ppy-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        return asyncio.run(Supervisor(config, sockets).run())
+    finally:
+        for socks in sockets.values():
+            for sock in socks:
+                sock.close()
+        if config.uds:
+            try:
+                os.unlink(config.uds)
+            except OSError:
+                pass
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def child_main() -> int:
+    """A ``--workers`` child: the ordinary server on the sockets the supervisor bound."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
+    from ppy import logs
+    from ppy.server.main import run
+
+    try:
+        config = config_from_json(os.environ.pop(ENV_CONFIG))
+        index, ready_fd, lifeline_fd = (int(x) for x in os.environ.pop(ENV_LINK).split(","))
+        spec = os.environ.pop(ENV_FDS)
+    except (KeyError, ValueError):
+        print("ppy.server.supervisor is started by `ppy serve --workers N`, not by hand", file=sys.stderr)
+        return 2
+    sockets: dict[str, list[socket.socket]] = {}
+    for part in filter(None, spec.split(";")):
+        kind, _, fds = part.partition("=")
+        sockets[kind] = [socket.socket(fileno=int(fd)) for fd in fds.split(",")]
+    logs.setup(config.log_format, access_log=config.access_log)
+    try:
+        return run(config, WorkerLink(index, ready_fd, lifeline_fd), sockets)
+    except StartupError as exc:
+        print(f"ppy serve (worker {index}): {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(child_main())
