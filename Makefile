@@ -28,5 +28,22 @@ lint: install
 test: install system-deps lint
 	$(BIN)/python -m pytest -q
 
+# The benchmark matrix against the baselines (bench/run.py); writes BENCHMARKS.md. ~12 minutes.
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench/build/%: bench/%.c
+	mkdir -p bench/build
+	$${CC:-cc} -O2 -Wall -o $@ $<
+
+bench: $(BENCH_STAMP) bench/build/loadgen bench/build/cserver
+	$(BIN)/python bench/run.py
+
+# One short point per dialect: checks that the benchmark still runs (numbers are not judged).
+bench-smoke: install bench/build/loadgen bench/build/cserver
+	$(BIN)/python bench/run.py --smoke
+
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
