@@ -96,7 +96,7 @@ def build_state(config: Config) -> ServerState:
         runner = IsolatedRunner(Path(app_dir), size=config.pool_size, max_jobs=config.max_jobs,
                                 max_memory_mb=config.max_worker_memory, debug=config.debug)
     else:
-        runner = ThreadRunner(config.threads, debug=config.debug)
+        runner = ThreadRunner(config.threads, debug=config.debug, inline=config.inline_sync)
     dispatcher = Dispatcher(config, registry, runner, __version__)
     return ServerState(config, dispatcher)
 
@@ -119,37 +119,8 @@ def _prepare_uds(path: str) -> None:
         probe.close()
 
 
-def bind_sockets(config: Config) -> dict[str, list[socket.socket]]:
-    """Bind every listener up front (the ``--workers`` supervisor does, then its children share them).
-
-    One listening socket shared by all workers, not one SO_REUSEPORT socket each: a worker that
-    dies loses no connection waiting in the accept queue, a Unix socket works the same way, and a
-    second server started by mistake on the same port fails instead of silently sharing it.
-    """
-    bound: dict[str, list[socket.socket]] = {}
-    try:
-        bound["tcp"] = _bind_tcp(config.host, config.port, "--port")
-        if config.http_port:
-            bound["http"] = _bind_tcp(config.host, config.http_port, "--http-port")
-        if config.uds:
-            _prepare_uds(config.uds)
-            uds = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                uds.bind(config.uds)
-                uds.listen(BACKLOG)
-            except OSError as exc:
-                uds.close()
-                raise StartupError(f"cannot listen on --uds {config.uds}: {exc.strerror or exc}") from None
-            bound["uds"] = [uds]
-    except BaseException:
-        for socks in bound.values():
-            for sock in socks:
-                sock.close()
-        raise
-    return bound
-
-
-def _bind_tcp(host: str, port: int, flag: str) -> list[socket.socket]:
+def bind_tcp(host: str, port: int, flag: str, *, reuse_port: bool = False) -> list[socket.socket]:
+    """Listening sockets for every address of ``host`` (the ``--workers`` supervisor binds up front)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except OSError as exc:
@@ -160,6 +131,8 @@ def _bind_tcp(host: str, port: int, flag: str) -> list[socket.socket]:
         socks.append(sock)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(addr)
@@ -170,6 +143,18 @@ def _bind_tcp(host: str, port: int, flag: str) -> list[socket.socket]:
             raise StartupError(f"cannot listen on {_hostport(host, port)}: {exc.strerror or exc}; stop the "
                                f"other server or pick another {flag}") from None
     return socks
+
+
+def bind_uds(path: str) -> socket.socket:
+    _prepare_uds(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on --uds {path}: {exc.strerror or exc}") from None
+    return sock
 
 
 async def start_listeners(state: ServerState) -> list[Any]:

@@ -1,11 +1,15 @@
 """``--workers N``: N server processes sharing the listeners, supervised by this parent.
 
-The parent binds every listener (TCP, ``--uds``, HTTP) once, then starts N
-children with ``python -m ppy.server.supervisor`` that inherit the bound
-sockets and run the ordinary server (:func:`ppy.server.main.serve`).  The
-kernel hands each new connection to whichever child accepts first, so an
-idle worker takes the next one, and a worker that dies loses nothing waiting
-in the shared accept queue (``docs/deploy.md`` says why not SO_REUSEPORT).
+The parent binds every listener once, then starts N children with
+``python -m ppy.server.supervisor`` that inherit the bound sockets and run
+the ordinary server (:func:`ppy.server.main.serve`).  TCP and HTTP get one
+SO_REUSEPORT socket per worker *slot*, so the kernel spreads connections
+evenly by address hash (one shared socket lets the busiest process win most
+accepts); the parent keeps every slot's socket open, so connections queued
+for a worker that died wait for its successor instead of being reset.  A
+probe bind without SO_REUSEPORT first makes a second server on the same
+port fail instead of silently joining the group.  The Unix socket is one
+socket shared by all workers.
 
 The parent imports no app code, so a crash in the app cannot take it down.
 It replaces a child that exits, after a back-off that doubles with every
@@ -37,7 +41,7 @@ from typing import Any
 from ppy import __version__
 from ppy import config as cfg
 from ppy.config import Config
-from ppy.server.main import StartupError, WorkerLink, bind_sockets, check_safety, default_app_dir
+from ppy.server.main import StartupError, WorkerLink, bind_tcp, bind_uds, check_safety, default_app_dir
 
 log = logging.getLogger("ppy.supervisor")
 
@@ -64,10 +68,52 @@ def config_from_json(text: str) -> Config:
     return Config(**values)
 
 
+Sockets = dict[str, list[socket.socket]]  # kind ("tcp", "http", "uds") -> listening sockets
+
+
+class Listeners:
+    """Every listener, bound by the parent: per-slot SO_REUSEPORT TCP/HTTP sockets, one shared Unix socket."""
+
+    def __init__(self, config: Config) -> None:
+        self.slots: list[Sockets] = []
+        self.shared: Sockets = {}
+        try:
+            self._bind(config)
+        except BaseException:
+            self.close()
+            raise
+
+    def _bind(self, config: Config) -> None:
+        ports: dict[str, int] = {}
+        for kind, port, flag in (("tcp", config.port, "--port"), ("http", config.http_port, "--http-port")):
+            if kind == "http" and not port:
+                continue
+            probe = bind_tcp(config.host, port, flag)  # fails if anyone, SO_REUSEPORT or not, holds it
+            ports[kind] = probe[0].getsockname()[1]  # the port the kernel chose for port 0
+            for sock in probe:
+                sock.close()
+        for _ in range(config.workers):
+            slot: Sockets = {}
+            self.slots.append(slot)
+            for kind, port in ports.items():
+                slot[kind] = bind_tcp(config.host, port, f"--{kind}-port", reuse_port=True)
+        if config.uds:
+            self.shared["uds"] = [bind_uds(config.uds)]
+
+    def for_slot(self, index: int) -> Sockets:
+        return {**self.slots[index], **self.shared}
+
+    def close(self) -> None:
+        for group in (*self.slots, self.shared):
+            for socks in group.values():
+                for sock in socks:
+                    sock.close()
+
+
 class Supervisor:
-    def __init__(self, config: Config, sockets: dict[str, list[socket.socket]]) -> None:
+    def __init__(self, config: Config, listeners: Listeners) -> None:
         self.config = config
-        self.sockets = sockets
+        self.listeners = listeners
         self.stopping = False
         self.pids: dict[int, int] = {}  # slot -> pid of its live child
         self.exit_codes: dict[int, int] = {}  # slot -> exit code after the drain
@@ -75,14 +121,15 @@ class Supervisor:
         self._lifeline_r, self._lifeline_w = os.pipe()
 
     def _child_env(self, index: int, ready_fd: int) -> dict[str, str]:
-        fds = ";".join(f"{kind}={','.join(str(s.fileno()) for s in socks)}" for kind, socks in self.sockets.items())
+        sockets = self.listeners.for_slot(index)
+        fds = ";".join(f"{kind}={','.join(str(s.fileno()) for s in socks)}" for kind, socks in sockets.items())
         return {**os.environ, ENV_CONFIG: config_to_json(self.config), ENV_FDS: fds,
                 ENV_LINK: f"{index},{ready_fd},{self._lifeline_r}"}
 
     async def _spawn(self, index: int) -> tuple[asyncio.subprocess.Process, bool]:
         """Start one child; returns it and whether it became ready (False: it died first)."""
         ready_r, ready_w = os.pipe()
-        passed = [s.fileno() for socks in self.sockets.values() for s in socks]
+        passed = [s.fileno() for socks in self.listeners.for_slot(index).values() for s in socks]
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "ppy.server.supervisor", env=self._child_env(index, ready_w),
@@ -145,7 +192,7 @@ class Supervisor:
         await stop.wait()
         self.stopping = True
         print(f"ppy: shutting down {len(self.pids)} workers", file=sys.stderr, flush=True)
-        self._close_sockets()  # stop accepting: the children's copies close as they drain
+        self.listeners.close()  # stop accepting: the children's copies close as they drain
         self._forward(signal.SIGTERM)
         _done, pending = await asyncio.wait(slots, timeout=self.config.timeout + 10.0)
         if pending:
@@ -170,11 +217,6 @@ class Supervisor:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
-
-    def _close_sockets(self) -> None:
-        for socks in self.sockets.values():
-            for sock in socks:
-                sock.close()
 
 
 def _describe(code: int) -> str:
@@ -208,17 +250,15 @@ def supervise(config: Config) -> int:
     except ValueError as exc:
         raise StartupError(str(exc)) from None
     config = dataclasses.replace(config, app_dir=Path(app_dir))
-    sockets = bind_sockets(config)
+    listeners = Listeners(config)
     metrics_dir = None
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         metrics_dir = tempfile.mkdtemp(prefix="ppy-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
-        return asyncio.run(Supervisor(config, sockets).run())
+        return asyncio.run(Supervisor(config, listeners).run())
     finally:
-        for socks in sockets.values():
-            for sock in socks:
-                sock.close()
+        listeners.close()
         if config.uds:
             try:
                 os.unlink(config.uds)

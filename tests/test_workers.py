@@ -1,0 +1,172 @@
+"""``--workers N``: processes sharing the TCP, Unix and HTTP listeners under a supervising parent."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import re
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+import ppy
+from conftest import APPS, Server
+
+APP = APPS / "isolation"
+pytestmark = pytest.mark.timeout(90)
+
+
+def children(pid: int) -> set[int]:
+    """Live (non-zombie) child processes of ``pid``."""
+    out = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.add(int(entry))
+    return out
+
+
+def wait_for(predicate: object, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture(scope="module")
+def uds_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("uds") / "ppy.sock"
+
+
+@pytest.fixture(scope="module")
+def workers(uds_path: Path) -> Iterator[Server]:
+    server = Server(APP, "--workers", "2", "--uds", str(uds_path), http=True)
+    assert wait_for(lambda: len(children(server.proc.pid)) == 2)
+    yield server
+    code = server.stop()
+    assert code == 0, server.log_path.read_text()
+
+
+def pids_by_connection(url: str, want: int = 2, tries: int = 60) -> dict[int, ppy.Client]:
+    """Open connections until ``want`` distinct worker pids answered; one open client per pid."""
+    found: dict[int, ppy.Client] = {}
+    for _ in range(tries):
+        client = ppy.Client(url, timeout=20)
+        pid = client.call("iso.pid")
+        if pid in found:
+            client.close()
+        else:
+            found[pid] = client
+        if len(found) >= want:
+            break
+    return found
+
+
+def test_connections_are_served_by_two_worker_processes(workers: Server) -> None:
+    found = pids_by_connection(workers.url)
+    try:
+        assert len(found) == 2, found
+        assert set(found) <= children(workers.proc.pid)  # the parent's children, not the parent
+    finally:
+        for client in found.values():
+            client.close()
+
+
+def test_cpu_bound_calls_run_in_parallel(workers: Server) -> None:
+    found = pids_by_connection(workers.url)
+    try:
+        a, b = found.values()
+        start = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            futures = [pool.submit(c.call, "iso.burn", 1.0) for c in (a, b)]
+            served = {f.result() for f in futures}
+        elapsed = time.monotonic() - start
+    finally:
+        for client in found.values():
+            client.close()
+    assert served == set(found)
+    assert elapsed < 1.7, f"two 1 s CPU calls took {elapsed:.2f} s: not in parallel"
+
+
+def test_unix_socket_and_http_are_shared_too(workers: Server, uds_path: Path) -> None:
+    seen = set()
+    for _ in range(40):
+        with ppy.Client(f"unix://{uds_path}") as client:
+            seen.add(client.call("iso.pid"))
+        if len(seen) == 2:
+            break
+    assert len(seen) == 2
+    http_pids = set()
+    for _ in range(40):
+        with httpx.Client(timeout=10) as client:  # a new connection each time
+            reply = client.post(f"{workers.http_url}/rpc", json={"jsonrpc": "2.0", "id": 1, "method": "iso.pid"})
+        http_pids.add(reply.json()["result"])
+        if len(http_pids) == 2:
+            break
+    assert http_pids <= children(workers.proc.pid) and len(http_pids) == 2
+    assert httpx.get(f"{workers.http_url}/readyz", timeout=5).status_code == 200
+
+
+def test_sigkilled_worker_is_replaced_and_calls_keep_succeeding(workers: Server) -> None:
+    before = children(workers.proc.pid)
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    results = []
+    for _ in range(30):  # calls right after the kill: the survivor (then the newcomer) answers
+        with ppy.Client(workers.url, timeout=10) as client:
+            results.append(client.call("iso.add", 2, 2))
+    assert results == [4] * 30
+    assert wait_for(lambda: len(children(workers.proc.pid)) == 2 and victim not in children(workers.proc.pid))
+    newcomer = (children(workers.proc.pid) - before).pop()
+    assert wait_for(lambda: re.search(rf"replaced by pid {newcomer} in \d+ ms", workers.output()))
+    assert re.search(r"was killed by SIGKILL", workers.output())
+    assert newcomer in pids_by_connection(workers.url)  # it serves
+
+
+def test_sigterm_drains_every_worker_and_exits_zero() -> None:
+    server = Server(APP, "--workers", "2", "--timeout", "5")
+    assert wait_for(lambda: len(children(server.proc.pid)) == 2)
+    kids = children(server.proc.pid)
+    clients = list(pids_by_connection(server.url).values())
+    try:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            slow = [pool.submit(c.call, "iso.sleep", 800) for c in clients]
+            time.sleep(0.3)
+            server.proc.send_signal(signal.SIGTERM)
+            answered = [f.result() for f in slow]  # calls in flight on both workers are answered
+        assert set(answered) == kids
+        assert server.proc.wait(15) == 0, server.output()
+    finally:
+        for client in clients:
+            client.close()
+        server.stop()
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in kids), "workers must not outlive the parent"
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+
+
+def test_a_worker_that_cannot_start_is_retried_with_back_off() -> None:
+    server = Server(APP, "--workers", "2", env={"ISO_DIE_AT_IMPORT": "1"}, wait=False)
+    try:
+        time.sleep(3.0)
+        assert server.proc.poll() is None, "the supervisor itself must keep running"
+        attempts = len(re.findall(r"exited with code 7", server.output()))
+        # 0.1 + 0.2 + 0.4 + 0.8 + 1.6 s: about 5 restarts per slot in 3 s, not hundreds
+        assert 2 <= attempts <= 14, server.output()
+        assert re.search(r"starting a new one in \d+\.\d s", server.output())
+    finally:
+        code = server.stop()
+    assert code == 0
