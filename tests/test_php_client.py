@@ -207,3 +207,30 @@ def test_stubs_errors_are_clear() -> None:
     assert missing.returncode == 1 and "does not exist" in missing.stderr
     down = _stubs("--url", f"tcp://127.0.0.1:{free_port()}")
     assert down.returncode == 1 and "cannot" in down.stderr
+
+
+def test_stubs_handle_every_parameter_kind(tmp_path: Path) -> None:
+    php = require_tool("php")
+    gen = _stubs(str(PHP_APP))
+    assert gen.returncode == 0, gen.stderr
+    api = tmp_path / "Api.php"
+    api.write_text(gen.stdout)
+    lint = subprocess.run([php, "-l", str(api)], capture_output=True, text=True, timeout=30)
+    assert lint.returncode == 0, lint.stdout + gen.stdout
+    assert "public function sig_kw_only(string $label, int $first = 1, int $scale = 10): string" in gen.stdout
+    assert "public function sig_pos_only(int $a, int $b = 2): array" in gen.stdout
+    assert "public function sig_reserved(string $this_, string $__ppyParams_ = 'p'): string" in gen.stdout
+    assert "*\\/ not a comment end" in gen.stdout
+    calls = ("$api->sig_pos_only(5), $api->sig_pos_only(5, 6), $api->sig_kw_only('x'),"
+             "$api->sig_kw_only(label: 'y', first: 2, scale: 3), $api->sig_var_kw('n', ['k' => '7']),"
+             "$api->sig_reserved('a', 'b'), $api->sig_reserved('a'), $api->sig_day(), $api->sig_day('2024-02-29')")
+    with Server(PHP_APP, "--no-access-log") as server:
+        prelude = (f"require {str(PHP_CLIENT / 'autoload.php')!r}; require {str(api)!r};"
+                   f"$api = new Api(new Ppy\\Client({server.url!r}));")
+        out = _php_run(prelude + f"echo json_encode([{calls}]);", {})
+        assert out == '[[5,2],[5,6],"x:10","y:6",{"name":"n","k":7},"ab","ap","2020-01-02","2024-02-29"]', out
+        # *values with a required keyword cannot be one JSON-RPC params value: the method takes params as given.
+        assert "public function sig_both(array|object $params = []): string" in gen.stdout
+        out = _php_run(prelude + "echo $api->sig_both(['key' => 'k']), ' ';"
+                       "try { $api->sig_both([1, 2]); } catch (Ppy\\InvalidParamsException $e) { echo 'invalid'; }", {})
+        assert out == "k=0 invalid", out
