@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from typing import Any, cast
 
 from ppy.errors import CallTimeout, InvalidRequest, Overloaded, ParseError, PpyError, ProtocolError
@@ -18,6 +19,7 @@ from ppy.server.state import ServerState
 from ppy.wire import jsonrpc, jsonvalue
 from ppy.wire.legacy import LegacyDecoder, encode_frame
 from ppy.wire.lines import LineDecoder
+from ppy.wire.model import Call
 from ppy.wire.sniff import Verdict, sniff
 
 log = logging.getLogger("ppy.server")
@@ -117,8 +119,21 @@ class Connection(asyncio.Protocol):
             if self.dialect == "legacy":
                 self._on_legacy(messages[0])
             else:
+                # Replies that are ready at once (fast calls) leave in one write: pipelined calls cost
+                # one send() per read, not one per call.
+                out: list[bytes] = []
                 for line in messages:
-                    self._on_line(line)
+                    self._on_line(line, out)
+                if out:
+                    out.append(b"")
+                    self._write(b"\n".join(out))
+                if self.decoder.pending:  # type: ignore[union-attr]
+                    # A codec raises an error found after complete lines on its next call.
+                    try:
+                        self.decoder.feed(b"")  # type: ignore[union-attr]
+                    except ProtocolError as exc:
+                        self._protocol_error(exc)
+                        return
         self._track_partial()
 
     def _choose_dialect(self, data: bytes) -> bool:
@@ -176,12 +191,22 @@ class Connection(asyncio.Protocol):
             self._close()
             return
         authed = self.authed or self.dispatcher.check_token(call.token)
-        self.inflight += 1
-        self.state.spawn(self._run_legacy(call, authed))
-
-    async def _run_legacy(self, call: Any, authed: bool) -> None:
         try:
-            body = await self.dispatcher.call(call, "legacy", authed, jsonvalue.encode_legacy)
+            started = self.dispatcher.begin(call, "legacy", authed, jsonvalue.encode_legacy)
+        except PpyError as exc:
+            self._write_legacy_error(exc)
+            self._close()
+            return
+        if isinstance(started, bytes):  # finished at once: no task
+            self._write(encode_frame(started))
+            self._close()
+            return
+        self.inflight += 1
+        self.state.spawn(self._run_legacy(started))
+
+    async def _run_legacy(self, started: Coroutine[Any, Any, bytes]) -> None:
+        try:
+            body = await started
         except PpyError as exc:
             self._write_legacy_error(exc)
         except asyncio.CancelledError:  # the drain deadline passed: still one answer per request
@@ -198,7 +223,8 @@ class Connection(asyncio.Protocol):
 
     # -- lines dialect -----------------------------------------------------------
 
-    def _on_line(self, line: bytes) -> None:
+    def _on_line(self, line: bytes, out: list[bytes]) -> None:
+        """Handle one request line; a reply that is ready at once goes to ``out``, else a task writes it."""
         items, batch = jsonrpc.parse(line, max_depth=self.config.max_depth, max_batch=self.config.max_batch)
         if self.state.draining:
             self._refuse_while_draining(items, batch)
@@ -209,10 +235,22 @@ class Connection(asyncio.Protocol):
             return
         item = items[0]
         if isinstance(item, jsonrpc.Rejected):
-            self._write_line(jsonrpc.encode_error(item.id, item.error))
+            out.append(jsonrpc.encode_error(item.id, item.error))
+            return
+        try:
+            started = self.dispatcher.begin(item, "lines", self.authed, jsonvalue.encode)
+        except PpyError as exc:
+            if not item.notify:
+                out.append(jsonrpc.encode_error(item.id, exc))
+            return
+        if isinstance(started, bytes):
+            if item.method == "rpc.auth":
+                self.authed = True
+            if not item.notify:
+                out.append(jsonrpc.encode_result(item.id, started))
             return
         self.inflight += 1
-        self.state.spawn(self._run_one(item))
+        self.state.spawn(self._run_one(item, started))
 
     async def _reply(self, item: jsonrpc.Item) -> bytes | None:
         if isinstance(item, jsonrpc.Rejected):
@@ -225,9 +263,14 @@ class Connection(asyncio.Protocol):
             self.authed = True
         return None if item.notify else jsonrpc.encode_result(item.id, result)
 
-    async def _run_one(self, item: jsonrpc.Item) -> None:
+    async def _run_one(self, item: Call, started: Coroutine[Any, Any, bytes]) -> None:
         try:
-            reply = await self._reply(item)
+            try:
+                result = await started
+            except PpyError as exc:
+                reply = None if item.notify else jsonrpc.encode_error(item.id, exc)
+            else:
+                reply = None if item.notify else jsonrpc.encode_result(item.id, result)
             if reply is not None:
                 self._write_line(reply)
         except asyncio.CancelledError:  # the drain deadline passed: still one answer per request
@@ -288,7 +331,12 @@ class Connection(asyncio.Protocol):
         else:
             self._write_line(jsonrpc.encode_error(None, exc.error))
         if exc.fatal:
-            self._close()
+            # Read no more, but let calls already running reply before the close.
+            self.done_reading = True
+            self._cancel_timers()
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.pause_reading()
+            self._maybe_close()
 
     def _request_timed_out(self) -> None:
         self._deadline = None
