@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -247,33 +247,50 @@ def _listening(port: int) -> bool:
         return False
 
 
-@pytest.fixture
-def env_server() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Servers started without conftest's --port, so PPY_* env vars are the only source."""
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for proc in procs:
-        proc.terminate()
+class EnvServer:
+    """A server started without conftest's --port, so PPY_* env vars are the only source; stderr to a file."""
+
+    def __init__(self, log: Path, env: dict[str, str], *args: str, wait_port: int) -> None:
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("PPY_")}
+        full_env.update({"PYTHONUNBUFFERED": "1", **env})
+        self.log = log
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen([*PPY, "serve", str(SEMANTICS), *args], env=full_env, cwd=ROOT,
+                                         stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not _listening(wait_port):
+            assert self.proc.poll() is None, log.read_text()
+            time.sleep(0.05)
+        assert _listening(wait_port), log.read_text()
+
+    def output_contains(self, needle: str) -> bool:
+        for _ in range(100):  # bounded: ~2 s for the log line to be flushed
+            if needle in self.log.read_text():
+                return True
+            time.sleep(0.02)
+        return False
+
+    def stop(self) -> None:
+        self.proc.terminate()
         try:
-            proc.wait(20)
+            self.proc.wait(20)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            self.proc.kill()
+            self.proc.wait()
 
 
-def start_with_env(procs: list[subprocess.Popen[bytes]], env: dict[str, str], *args: str,
-                   wait_port: int) -> subprocess.Popen[bytes]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PPY_")}
-    full_env.update(env)
-    proc = subprocess.Popen([*PPY, "serve", str(SEMANTICS), *args], env=full_env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    procs.append(proc)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not _listening(wait_port):
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-        time.sleep(0.05)
-    assert _listening(wait_port)
-    return proc
+@pytest.fixture
+def env_server(tmp_path: Path) -> Iterator[Callable[..., EnvServer]]:
+    started: list[EnvServer] = []
+
+    def start(env: dict[str, str], *args: str, wait_port: int) -> EnvServer:
+        srv = EnvServer(tmp_path / f"serve-{len(started)}.log", env, *args, wait_port=wait_port)
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
 
 
 def legacy_call(port: int, entry: str, func: str, param: list[object]) -> dict[str, object]:
@@ -283,30 +300,34 @@ def legacy_call(port: int, entry: str, func: str, param: list[object]) -> dict[s
     return reply
 
 
-def test_env_vars_configure_serve(env_server: list[subprocess.Popen[bytes]]) -> None:
+def test_env_vars_configure_serve(env_server: Callable[..., EnvServer]) -> None:
     port = free_port()
-    start_with_env(env_server, {"PPY_PORT": str(port), "PPY_HTTP_PORT": "0", "PPY_LEGACY_STR_PARAMS": "1",
-                                "PPY_TIMEOUT": "0.3"}, wait_port=port)
+    srv = env_server({"PPY_PORT": str(port), "PPY_HTTP_PORT": "0", "PPY_LEGACY_STR_PARAMS": "1",
+                      "PPY_TIMEOUT": "0.3", "PPY_ACCESS_LOG": "1"}, wait_port=port)
     assert legacy_call(port, "strparams", "kinds", [1])["data"] == [["str", "1"]]  # PPY_LEGACY_STR_PARAMS
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(b'{"jsonrpc":"2.0","id":1,"method":"slow.asleep","params":[3000]}\n')
         err = json.loads(recv_line(sock))["error"]
     assert err["code"] == -32001 and err["data"]["timeout"] == 0.3  # PPY_TIMEOUT
+    assert srv.output_contains("legacy strparams.kinds ok")  # PPY_ACCESS_LOG
 
 
-def test_flags_win_over_env(env_server: list[subprocess.Popen[bytes]]) -> None:
+def test_flags_win_over_env(env_server: Callable[..., EnvServer]) -> None:
     env_port, flag_port = free_port(), free_port()
-    start_with_env(env_server, {"PPY_PORT": str(env_port), "PPY_HTTP_PORT": "0", "PPY_LEGACY_STR_PARAMS": "1"},
-                   "--port", str(flag_port), "--no-access-log", wait_port=flag_port)
+    env_server({"PPY_PORT": str(env_port), "PPY_HTTP_PORT": "0", "PPY_LEGACY_STR_PARAMS": "1"},
+               "--port", str(flag_port), wait_port=flag_port)
     assert not _listening(env_port)
     assert legacy_call(flag_port, "strparams", "kinds", [1])["data"] == [["str", "1"]]  # env still applies
 
 
-def test_boolean_flag_beats_boolean_env(env_server: list[subprocess.Popen[bytes]]) -> None:
+@pytest.mark.parametrize(("env", "flag", "logged"), [("0", "--access-log", True), ("1", "--no-access-log", False)])
+def test_boolean_flag_beats_boolean_env(env_server: Callable[..., EnvServer], env: str, flag: str,
+                                        logged: bool) -> None:
     port = free_port()
-    start_with_env(env_server, {"PPY_PORT": str(port), "PPY_HTTP_PORT": "0", "PPY_ACCESS_LOG": "0"},
-                   "--access-log", wait_port=port)
+    srv = env_server({"PPY_PORT": str(port), "PPY_HTTP_PORT": "0", "PPY_ACCESS_LOG": env}, flag, wait_port=port)
     assert legacy_call(port, "aio", "double", [2])["data"] == 4
+    assert legacy_call(port, "expose", "public", [])["data"] == ["public", 1]
+    assert srv.output_contains("legacy expose.public ok") is logged
 
 
 @pytest.mark.parametrize(("args", "env", "needle"), [
