@@ -1,0 +1,169 @@
+"""PHP client speed, in one run (issue 4): sequential ``h.hello`` calls from one PHP process.
+
+The server under test is pinned to core 0 and PHP to core 1 (``taskset``), as on the
+2-core machines the targets were set for. Rows:
+
+* ``seed``: the seed design (bench/baselines/seed_server.py) with the seed's ``exchange()``
+  — the baseline every ratio is against;
+* ``ppy_exchange``: ``ppy_exchange()`` against ``ppy serve`` (one connection per call, like the seed);
+* ``raw tcp`` / ``raw uds``: a bare PHP ``fwrite``/``fgets`` loop on one persistent socket
+  against ``ppy serve`` — the most any PHP client can get from this server;
+* ``Ppy\\Client tcp`` / ``Ppy\\Client uds``: the library, persistent connection;
+* ``raw tcp (uvloop yardstick)``: the bare loop against bench/baselines/uvloop_lines.py, to
+  show how much of a call the server's own work is.
+
+``ppy serve`` runs once with its defaults (access log on, written to /dev/null here) and
+once with ``--no-access-log``. Targets: Ppy\\Client >= 2.0x seed over TCP and >= 2.3x over a
+Unix socket; ppy_exchange >= 1.0x seed.
+
+Usage: python bench/php_client.py [--seconds 3] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+LOOP = ROOT / "bench" / "php" / "loop.php"
+SEED_APP_PARENT = ROOT / "tests" / "apps" / "seed"
+SERVER_CORE, PHP_CORE = "0", "1"
+TARGETS = {"Ppy\\Client tcp": 2.0, "Ppy\\Client uds": 2.3, "ppy_exchange": 1.0}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pin(core: str, cmd: list[str]) -> list[str]:
+    taskset = shutil.which("taskset")
+    return [taskset, "-c", core, *cmd] if taskset and (os.cpu_count() or 1) > 1 else cmd
+
+
+class Proc:
+    """A server subprocess pinned to the server core, stopped with SIGTERM (SIGKILL after 10 s)."""
+
+    def __init__(self, cmd: list[str], port: int) -> None:
+        self.proc = subprocess.Popen(_pin(SERVER_CORE, cmd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True, cwd=ROOT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"bench: server exited at start: {' '.join(cmd)}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise SystemExit(f"bench: server did not start: {' '.join(cmd)}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def php_loop(php: str, mode: str, target: str, seconds: float) -> dict[str, Any]:
+    out = subprocess.run(_pin(PHP_CORE, [php, str(LOOP), mode, target, str(seconds)]), capture_output=True,
+                         text=True, timeout=seconds + 60)
+    if out.returncode != 0:
+        raise SystemExit(f"bench: php {mode} {target} failed:\n{out.stdout}{out.stderr}")
+    result: dict[str, Any] = json.loads(out.stdout)
+    result["calls_per_s"] = result["calls"] / result["seconds"]
+    result["mean_us"] = 1e6 * result["seconds"] / result["calls"]
+    result["php_cpu_us"] = 1e6 * result["php_cpu_seconds"] / result["calls"]
+    return result
+
+
+def run(seconds: float) -> list[dict[str, Any]]:
+    php = shutil.which("php")
+    if not php:
+        raise SystemExit("bench: php is not installed (apt-get install php-cli)")
+    rows: list[dict[str, Any]] = []
+
+    def measure(name: str, mode: str, target: str, config: str) -> None:
+        row = php_loop(php, mode, target, seconds)
+        row.update(name=name, config=config)
+        rows.append(row)
+        print(f"  {name:<30} {config:<16} {row['calls_per_s']:>9,.0f} calls/s  {row['mean_us']:>7.1f} µs",
+              file=sys.stderr)
+
+    port = _free_port()
+    seed = Proc([sys.executable, str(ROOT / "bench" / "baselines" / "seed_server.py"), str(port),
+                 str(SEED_APP_PARENT)], port)
+    try:
+        measure("seed", "seed", str(port), "seed server")
+    finally:
+        seed.stop()
+
+    tmp = Path(tempfile.mkdtemp(prefix="ppy-bench-php-"))
+    for config, flags in (("default", []), ("--no-access-log", ["--no-access-log"])):
+        port = _free_port()
+        uds = tmp / f"ppy-{port}.sock"
+        server = Proc([sys.executable, "-m", "ppy", "serve", str(SEED_APP_PARENT / "app"), "--port", str(port),
+                       "--http-port", "0", "--uds", str(uds), *flags], port)
+        try:
+            measure("ppy_exchange", "exchange", str(port), config)
+            measure("raw tcp", "raw", f"tcp://127.0.0.1:{port}", config)
+            measure("Ppy\\Client tcp", "client", f"tcp://127.0.0.1:{port}", config)
+            measure("raw uds", "raw", f"unix://{uds}", config)
+            measure("Ppy\\Client uds", "client", f"unix://{uds}", config)
+        finally:
+            server.stop()
+
+    port = _free_port()
+    yardstick = Proc([sys.executable, str(ROOT / "bench" / "baselines" / "uvloop_lines.py"), str(port)], port)
+    try:
+        measure("raw tcp (uvloop yardstick)", "raw", f"tcp://127.0.0.1:{port}", "uvloop_lines.py")
+    finally:
+        yardstick.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
+    base = rows[0]["calls_per_s"]
+    for row in rows:
+        row["vs_seed"] = row["calls_per_s"] / base
+    return rows
+
+
+def report(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'row':<30} {'server config':<16} {'calls/s':>9} {'mean':>9} {'PHP CPU':>9} {'vs seed':>8}  target"]
+    for row in rows:
+        target = TARGETS.get(row["name"])
+        verdict = "" if target is None else f">= {target:.1f}x {'met' if row['vs_seed'] >= target else 'MISSED'}"
+        lines.append(f"{row['name']:<30} {row['config']:<16} {row['calls_per_s']:>9,.0f} "
+                     f"{row['mean_us']:>7.1f}µs {row['php_cpu_us']:>7.1f}µs {row['vs_seed']:>7.2f}x  {verdict}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per row (after 0.3 s warm-up)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows to this file")
+    args = parser.parse_args()
+    print(f"PHP client benchmark: server on core {SERVER_CORE}, PHP on core {PHP_CORE}, "
+          f"{args.seconds:g} s per row", file=sys.stderr)
+    rows = run(args.seconds)
+    print(report(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
