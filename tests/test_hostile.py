@@ -200,6 +200,41 @@ def test_50mb_line_is_refused_closed_and_memory_stays_bounded(server: Server) ->
     assert_healthy(server)
 
 
+# -- clients that do not read -------------------------------------------------------------
+
+PING = b'{"jsonrpc":"2.0","method":"rpc.ping","params":[],"id":1}'
+ECHO = b'{"jsonrpc":"2.0","method":"calls.echo","params":[1],"id":1}'
+
+
+@pytest.mark.parametrize("line", [PING + b"\n", ECHO + b"\n", b"[" + b",".join([PING] * 3) + b"]\n"],
+                         ids=["pings", "calls", "batches"])
+def test_pipelining_without_reading_replies_keeps_memory_bounded(server: Server, line: bytes) -> None:
+    """Replies pile up only to the socket buffers: then the server stops reading that client."""
+    sent = 0
+    with PeakRss(server.proc.pid) as rss, server.connect(10) as sock:
+        def flood() -> None:
+            nonlocal sent
+            chunk = line * 2000
+            try:
+                for _ in range(2000):  # at most ~250 MB, far more than socket buffers take
+                    sock.sendall(chunk)
+                    sent += len(chunk)
+            except OSError:
+                pass  # closed at the end of the test
+
+        sender = threading.Thread(target=flood, daemon=True)
+        sender.start()
+        sender.join(3.0)
+        stalled = sender.is_alive()  # blocked in sendall: the server stopped reading
+        assert_healthy(server)
+        sock.shutdown(socket.SHUT_RDWR)
+        sender.join(10)
+    print(f"{sent / 1e6:.1f} MB of requests sent before the server stopped reading; RSS +{rss.growth} KiB")
+    assert stalled, f"the server read all {sent} bytes without its client reading a reply"
+    assert rss.growth < 48 * 1024, f"RSS grew by {rss.growth} KiB"
+    assert_healthy(server)
+
+
 # -- clients that go away ---------------------------------------------------------------
 
 

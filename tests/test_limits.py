@@ -62,6 +62,19 @@ def test_max_inflight_answers_32002_at_once(tight: Server) -> None:
     assert_healthy(tight)
 
 
+@pytest.mark.parametrize("func", ["sleep", "asleep"])
+def test_max_inflight_holds_for_a_burst_in_one_read(tight: Server, func: str) -> None:
+    """Requests arriving together are admitted one by one: only 2 of 6 run, 4 are refused."""
+    with tight.connect(10) as sock:
+        sock.sendall(b"".join(request(f"calls.{func}", [0.5], i) for i in range(6)))
+        replies = Lines(sock)
+        got = [replies.next() for _ in range(6)]
+    refused = [r for r in got if "error" in r]
+    assert len(refused) == 4 and {r["error"]["code"] for r in refused} == {-32002}, got
+    assert sorted(r["result"] for r in got if "result" in r) == [0.5, 0.5]
+    assert_healthy(tight)
+
+
 def test_max_batch(tight: Server) -> None:
     with tight.connect() as sock:
         three = b"[" + b",".join(request("rpc.ping", [], i).strip() for i in range(3)) + b"]\n"
