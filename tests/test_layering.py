@@ -1,6 +1,6 @@
 """The layering of DESIGN-NOTES §1, enforced on the source with ``ast``.
 
-    errors, config, logs  <-  wire  <-  app  <-  run  <-  server  <-  cli, ls, bench_cli, __main__
+    errors, config, logs  <-  wire  <-  app  <-  run  <-  server  <-  cli, ls, stubs, bench_cli, __main__
                               wire  <-  client  <-  the package root (public API) and the CLI
 
 Each layer imports only the layers on its left (and itself).  Every import
@@ -39,8 +39,9 @@ ALLOWED: dict[str, set[str]] = {
     # Bundled user code: plain Python, imports nothing from ppy.
     "demo_app": set(),
 }
-#: The top: may import anything; nothing below may import them.
-TOP = {"cli", "ls", "bench_cli", "__main__", "__init__"}
+#: The top: the CLI and its subcommand modules (``ppy ls``, ``ppy stubs``, ``ppy bench``) and the
+#: package root; they may import anything, nothing below may import them.
+TOP = {"cli", "ls", "stubs", "bench_cli", "__main__", "__init__"}
 #: ``from ppy import __version__`` only reads a constant of the root package,
 #: which Python has imported before any submodule anyway.
 ROOT_NAMES_ANYONE_MAY_IMPORT = {"__version__"}
