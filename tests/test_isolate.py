@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 import ppy
@@ -24,7 +25,8 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture(scope="module")
 def iso() -> Iterator[Server]:
-    server = Server(APP, "--isolate", "--pool-size", "4", "--timeout", "2", "--max-worker-memory", "200")
+    server = Server(APP, "--isolate", "--pool-size", "4", "--timeout", "2", "--max-worker-memory", "200",
+                    http=True)
     yield server
     code = server.stop()
     assert code == 0, server.log_path.read_text()
@@ -73,6 +75,8 @@ def test_timeout_answers_32001_and_the_worker_is_gone(iso: Server, tmp_path: Pat
     while "replaced by" not in iso.output() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert re.search(rf"worker {pid} retired \(.*deadline\); replaced by \d+ in \d+ ms", iso.output())
+    metrics = httpx.get(f"{iso.http_url}/metrics", timeout=10).text
+    assert re.search(r'^ppy_worker_respawn_seconds_count\{pool="isolate"\} [1-9]', metrics, re.M), metrics
 
 
 @pytest.mark.parametrize(("method", "exit_text"), [("iso.exit3", "exit code 3"),

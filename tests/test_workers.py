@@ -133,7 +133,48 @@ def test_sigkilled_worker_is_replaced_and_calls_keep_succeeding(workers: Server)
     newcomer = (children(workers.proc.pid) - before).pop()
     assert wait_for(lambda: re.search(rf"replaced by pid {newcomer} in \d+ ms", workers.output()))
     assert re.search(r"was killed by SIGKILL", workers.output())
-    assert newcomer in pids_by_connection(workers.url)  # it serves
+    found = pids_by_connection(workers.url)
+    for client in found.values():
+        client.close()
+    assert newcomer in found  # it serves
+    text = httpx.get(f"{workers.http_url}/metrics", timeout=10).text
+    assert metric(text, "ppy_worker_respawn_seconds_count", pool="workers") >= 1
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in a Prometheus text exposition (0 when absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        key, value = line.rsplit(" ", 1)
+        sample, _, rest = key.partition("{")
+        got = ",".join(sorted(rest.rstrip("}").split(","))) if rest else ""
+        if sample == name and got == want:
+            return float(value)
+    return 0.0
+
+
+def test_metrics_count_every_worker_s_calls(workers: Server) -> None:
+    """Whichever worker answers the scrape, it reports the calls of all of them."""
+    def scrape() -> str:
+        with httpx.Client(timeout=10) as client:  # a new connection: any worker may answer
+            return client.get(f"{workers.http_url}/metrics").text
+
+    before = metric(scrape(), "ppy_calls_total", method="iso.add", dialect="lines", outcome="ok")
+    found = pids_by_connection(workers.url)
+    try:
+        for client in found.values():
+            for _ in range(10):
+                assert client.call("iso.add", 1, 2) == 3
+    finally:
+        for client in found.values():
+            client.close()
+    assert len(found) == 2
+    for _ in range(6):
+        text = scrape()
+        assert metric(text, "ppy_calls_total", method="iso.add", dialect="lines", outcome="ok") == before + 20
+    assert metric(text, "ppy_calls_in_flight") == 0
 
 
 def test_sigterm_drains_every_worker_and_exits_zero() -> None:

@@ -12,11 +12,12 @@ as in tests or when mounted twice, never clash).  The ``method`` label only
 takes the registry's methods and the ``rpc.`` built-ins; anything else a
 client invents is ``(other)``, so a client cannot grow the label set.
 
-Multiprocess mode (``--workers``): ``Counter``/``Histogram`` already work
-with ``prometheus_client.multiprocess`` once ``PROMETHEUS_MULTIPROC_DIR`` is
-set; the live values below come from a custom collector that reads this
-process's state at scrape time, which would become ``Gauge`` objects with
-``multiprocess_mode="livesum"`` then.  Kept simple until workers land.
+    ppy_worker_respawn_seconds{pool}              worker replacement time (pool: workers, isolate)
+
+Multiprocess mode (``--workers``, ``PROMETHEUS_MULTIPROC_DIR`` set by the
+supervisor): ``Counter``/``Histogram`` values are file-backed and a scrape
+sums every worker's; the live values are published by
+:class:`ppy.server.multiproc.Publisher` instead of the ``_Live`` collector.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
+from ppy.server import multiproc
 from ppy.server.state import ServerState
 from ppy.server.stats import OTHER
 
@@ -65,6 +67,12 @@ class Metrics:
         self.http_connections: Callable[[], int] = lambda: 0  # set by the in-process HTTP server
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.registry.register(_Live(self))
+        self.respawns = Histogram("ppy_worker_respawn_seconds", multiproc.RESPAWN_HELP, ["pool"],
+                                  buckets=multiproc.RESPAWN_BUCKETS, registry=self.registry)
+        observers = getattr(state.dispatcher.runner, "respawn_observers", None)
+        if observers is not None:  # --isolate: the pool reports each replacement
+            observers.append(lambda seconds, _why: self.respawns.labels("isolate").observe(seconds))
+        self.shared = multiproc.Publisher(self) if multiproc.enabled() else None
 
     def known(self, method: str) -> bool:
         return method in self.state.dispatcher.registry.functions or method in BUILTINS
@@ -91,6 +99,8 @@ class Metrics:
 
     def render(self, accept: str | None) -> tuple[bytes, str]:
         """The exposition in the format the scraper asked for (Prometheus text, or OpenMetrics)."""
+        if self.shared is not None:
+            return self.shared.render(accept)
         encoder, content_type = choose_encoder(accept or "")
         return encoder(self.registry), content_type
 

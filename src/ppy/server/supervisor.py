@@ -41,6 +41,7 @@ from typing import Any
 from ppy import __version__
 from ppy import config as cfg
 from ppy.config import Config
+from ppy.server import multiproc
 from ppy.server.main import StartupError, WorkerLink, bind_tcp, bind_uds, check_safety, default_app_dir
 
 log = logging.getLogger("ppy.supervisor")
@@ -119,6 +120,12 @@ class Supervisor:
         self.exit_codes: dict[int, int] = {}  # slot -> exit code after the drain
         self.respawns: deque[float] = deque(maxlen=4096)  # seconds from a child's death to its successor's ready
         self._lifeline_r, self._lifeline_w = os.pipe()
+        self._histogram: Any = None
+        if multiproc.enabled():  # written to the shared folder, so any worker's /metrics shows it
+            from prometheus_client import Histogram
+
+            self._histogram = Histogram("ppy_worker_respawn_seconds", multiproc.RESPAWN_HELP, ["pool"],
+                                        buckets=multiproc.RESPAWN_BUCKETS, registry=None)
 
     def _child_env(self, index: int, ready_fd: int) -> dict[str, str]:
         sockets = self.listeners.for_slot(index)
@@ -157,6 +164,8 @@ class Supervisor:
             if ready and died_at is not None:
                 elapsed = started - died_at
                 self.respawns.append(elapsed)
+                if self._histogram is not None:
+                    self._histogram.labels("workers").observe(elapsed)
                 log.warning("worker %d replaced by pid %d in %.0f ms", index, proc.pid, elapsed * 1000)
             code = await proc.wait()
             self.pids.pop(index, None)
@@ -233,7 +242,7 @@ def _hostport(host: str, port: int) -> str:
 
 
 def _mark_dead(pid: int) -> None:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if multiproc.enabled():
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
@@ -252,9 +261,9 @@ def supervise(config: Config) -> int:
     config = dataclasses.replace(config, app_dir=Path(app_dir))
     listeners = Listeners(config)
     metrics_dir = None
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if not multiproc.enabled():
         metrics_dir = tempfile.mkdtemp(prefix="ppy-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        os.environ[multiproc.ENV] = metrics_dir
     try:
         return asyncio.run(Supervisor(config, listeners).run())
     finally:

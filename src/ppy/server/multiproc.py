@@ -1,0 +1,98 @@
+"""Metrics that stay correct across ``--workers`` processes (prometheus_client multiprocess mode).
+
+The supervisor sets ``PROMETHEUS_MULTIPROC_DIR`` to a fresh folder before it
+starts its children, so every ``Counter``/``Histogram`` they create is backed
+by a file there, and a scrape answered by *any* worker sums all of them with
+``MultiProcessCollector`` (the supervisor marks dead workers dead, and
+removes the folder at exit).
+
+Live values (calls in flight, open connections) live in each worker's
+memory; :class:`Publisher` copies them into ``livesum`` gauges (dropped when
+their process dies) when a scrape comes in and once a second otherwise, and
+the limit-trip tallies into a multiprocess counter.  A scrape therefore sees
+its own worker's values exactly and the others' at most a second old.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import Counter as Tally
+from typing import Any, Protocol
+
+from ppy.server.state import ServerState
+
+# prometheus_client is imported lazily on purpose: it picks file-backed values at *import* time, so
+# the supervisor must set ENV before anything imports it.
+ENV = "PROMETHEUS_MULTIPROC_DIR"
+REFRESH = 1.0  # seconds between publications of a worker's live values
+#: 10 ms (a forked process) to 60 s (an app that imports for a minute).
+RESPAWN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+RESPAWN_HELP = "Time from a worker's end to its replacement serving, by pool (workers, isolate)"
+LIMITS = ("max_inflight", "timeout", "max_connections", "max_frame_bytes", "request_timeout")
+
+
+def enabled() -> bool:
+    return bool(os.environ.get(ENV))
+
+
+class Source(Protocol):
+    """What the publisher reads: ppy.server.metrics.Metrics."""
+
+    state: ServerState
+    trips: Tally[str]
+
+    def http_connections(self) -> int: ...
+
+
+class Publisher:
+    def __init__(self, source: Source) -> None:
+        from prometheus_client import Counter, Gauge
+
+        self.source = source
+        self.inflight = Gauge("ppy_calls_in_flight", "Calls running now", multiprocess_mode="livesum",
+                              registry=None)
+        self.connections = Gauge("ppy_connections_open", "Connections open now, by dialect", ["dialect"],
+                                 multiprocess_mode="livesum", registry=None)
+        self.trips = Counter("ppy_limit_trips", "Requests refused or cut short by a limit, by limit", ["limit"],
+                             registry=None)
+        self._published: Tally[str] = Tally()
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # built outside a running server (an ASGI factory): publish on scrape only
+            self._loop = None
+        self._tick()
+
+    def _tick(self) -> None:
+        self.publish()
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_later(REFRESH, self._tick)
+
+    def publish(self) -> None:
+        state = self.source.state
+        self.inflight.set(state.dispatcher.inflight)
+        for dialect in ("legacy", "lines"):
+            self.connections.labels(dialect).set(state.by_dialect.get(dialect, 0))
+        self.connections.labels("http").set(self.source.http_connections())
+        counts = Tally(self.source.trips)
+        counts["max_connections"] = state.refused
+        for limit in LIMITS:
+            delta = counts.get(limit, 0) - self._published.get(limit, 0)
+            if delta > 0:
+                self.trips.labels(limit).inc(delta)
+                self._published[limit] = counts[limit]
+            elif limit not in self._published:
+                self.trips.labels(limit)  # every limit shows, at 0 until tripped
+                self._published[limit] = 0
+
+    def render(self, accept: str | None) -> tuple[bytes, str]:
+        """Every worker's metrics, summed; this worker's live values are published first."""
+        from prometheus_client import CollectorRegistry, multiprocess
+        from prometheus_client.exposition import choose_encoder
+
+        self.publish()
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        encoder, content_type = choose_encoder(accept or "")
+        body: Any = encoder(registry)
+        return body, content_type
