@@ -24,7 +24,8 @@ if (!function_exists('ppy_exchange')) {
      * @param array<int|string, mixed> $param positional (list) or keyword (associative) arguments
      * @param array{timeout?: int|float, connect_timeout?: int|float, token?: string} $options
      *        timeout: seconds to wait for the reply (default 30; when given it is also sent as the call's
-     *        deadline); connect_timeout: default 5; token: else the constant/env PPY_TOKEN when set
+     *        deadline, and the client waits Ppy\Client::GRACE longer for the server's reply);
+     *        connect_timeout: default 5; token: else the constant/env PPY_TOKEN when set
      */
     function ppy_exchange($entry = '', $func = '', $param = [], array $options = []): string
     {
@@ -56,7 +57,8 @@ if (!function_exists('ppy_exchange')) {
         $address = str_contains($host, ':') && $host[0] !== '[' ? "tcp://[$host]:$port" : "tcp://$host:$port";
         $payload = Legacy::encodePayload($entry, $func, $param, $token === null ? null : (string) $token,
             $timeout === null ? null : (float) $timeout);
-        return Legacy::exchange($address, Legacy::encodeFrame($payload), (float) ($timeout ?? 30.0),
+        // As Ppy\Client does: wait a little past the deadline the server got, for its own timeout reply.
+        return Legacy::exchange($address, Legacy::encodeFrame($payload), (float) ($timeout ?? 30.0) + Client::GRACE,
             (float) $connectTimeout);
     }
 
