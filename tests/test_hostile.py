@@ -50,6 +50,28 @@ def test_header_of_letters_is_closed_without_a_word(server: Server) -> None:
     assert_healthy(server)
 
 
+@pytest.mark.parametrize("first", [
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    bytes.fromhex("160301020001") + b"\x00" * 64,  # the start of a TLS ClientHello
+    b"\x00\x01\x02garbage",
+    b" " * 2000,  # whitespace only, past the 1024 bytes allowed before a request
+], ids=["http", "tls", "binary", "whitespace"])
+def test_not_a_client_of_ours_is_closed_without_a_word(server: Server, first: bytes) -> None:
+    with server.connect() as sock:
+        sock.sendall(first)
+        data, how = read_until_closed(sock, 5)
+    assert data == b"" and how in ("eof", "reset")
+    assert_healthy(server)
+
+
+@pytest.mark.parametrize("first", [b'"just a string"\n', b"true\n", b"]\n"])
+def test_jsonish_first_byte_gets_a_parse_error_line(server: Server, first: bytes) -> None:
+    with server.connect() as sock:
+        sock.sendall(first)
+        data, how = read_until_closed(sock, 5)
+    assert how == "eof" and json.loads(data)["error"]["code"] == -32700
+
+
 def test_negative_length_header_gets_a_parse_error_line(server: Server) -> None:
     # '-' could start a JSON number: SPEC §2 answers such a first byte with a parse error line, then closes.
     with server.connect() as sock:
