@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
 from pathlib import Path
 from typing import Any
@@ -250,19 +251,23 @@ async def start(state: ServerState) -> HttpServer:
     ``startup()`` exits the process when a bind fails, so ppy binds the sockets
     itself and drives uvicorn's startup / main loop / shutdown directly; ppy's
     drain stays in charge of signals.  uvicorn's access log is off: the
-    dispatcher logs calls once, for every dialect.
+    dispatcher logs calls once, for every dialect.  The protocol is uvicorn's
+    httptools one plus the connect and header deadlines (http_protocol.py).
     """
     import uvicorn
+
+    from ppy.server.http_protocol import protocol_class
 
     config = state.config
     app = create_app(state=state)
     # A --workers child shares the sockets its supervisor bound (see ppy.server.supervisor).
     sockets = state.listen_sockets.get("http") or _bind(config.host, config.http_port, reuse_port=False)
     uv_config = uvicorn.Config(
-        app, http="httptools", ws="none", lifespan="off", interface="asgi3",
+        app, http=protocol_class(config.idle_timeout, config.request_timeout), ws="none", lifespan="off",
+        interface="asgi3",
         access_log=False, log_config=None, server_header=False, proxy_headers=False, backlog=BACKLOG,
-        timeout_keep_alive=int(config.idle_timeout), limit_concurrency=config.max_connections,
-        timeout_graceful_shutdown=int(config.timeout) + 1)
+        timeout_keep_alive=math.ceil(config.idle_timeout), limit_concurrency=config.max_connections,
+        timeout_graceful_shutdown=math.ceil(config.timeout) + 1)
     uv_config.load()
     server = uvicorn.Server(uv_config)
     server.lifespan = uv_config.lifespan_class(uv_config)

@@ -1,0 +1,63 @@
+"""uvicorn's httptools protocol with the two deadlines uvicorn lacks (SPEC §4: every wait is bounded).
+
+uvicorn closes a keep-alive connection idle *between* requests, but a
+connection that never sends a first request, or trickles its headers one
+byte at a time, is held forever — a slowloris holds the connection slots.
+This subclass adds:
+
+* ``--idle-timeout`` from connect to the first byte of the first request;
+* ``--request-timeout`` from a request's first byte to the end of its headers
+  (the body has its own deadline in :func:`ppy.server.http_io.read_body`).
+
+It only hooks the parser callbacks (``on_message_begin``,
+``on_headers_complete``) that uvicorn's protocol has exposed for years.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+class GuardedHttpTools(HttpToolsProtocol):
+    idle_timeout: float = 300.0
+    request_timeout: float = 30.0
+    _guard: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._arm(self.idle_timeout)
+
+    def on_message_begin(self) -> None:
+        self._arm(self.request_timeout)
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._guard = self.loop.call_later(seconds, self._expire)
+
+    def _disarm(self) -> None:
+        if self._guard is not None:
+            self._guard.cancel()
+            self._guard = None
+
+    def _expire(self) -> None:
+        self._guard = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def protocol_class(idle_timeout: float, request_timeout: float) -> type[GuardedHttpTools]:
+    """The protocol class with this server's deadlines baked in (uvicorn instantiates it per connection)."""
+    return type("GuardedHttpTools", (GuardedHttpTools,),
+                {"idle_timeout": idle_timeout, "request_timeout": request_timeout})
