@@ -257,6 +257,7 @@ async def start(state: ServerState) -> HttpServer:
     import uvicorn
 
     from ppy.server.http_protocol import protocol_class
+    from ppy.server.main import SERVICE_TASK
 
     config = state.config
     app = create_app(state=state)
@@ -282,6 +283,8 @@ async def start(state: ServerState) -> HttpServer:
             for sock in sockets:
                 sock.close()
 
-    handle = HttpServer(server, state, state.spawn(serve()))
+    task = state.spawn(serve())
+    task.set_name(SERVICE_TASK)  # the drain waits for it, but does not count it as a call
+    handle = HttpServer(server, state, task)
     handle.sockets = sockets
     return handle

@@ -35,6 +35,8 @@ log = logging.getLogger("ppy.server")
 #: Deep enough that a burst of one-shot legacy clients never waits for a SYN retry (nginx uses 511; we
 #: ask for more and let net.core.somaxconn cap it).
 BACKLOG = 4096
+#: The name of a task in state.tasks that serves a listener rather than a call (ppy.server.http).
+SERVICE_TASK = "ppy-service"
 #: ThreadRunner's pool thread names start with this (``thread_name_prefix`` in run/threads.py).
 CALL_THREAD_PREFIX = "ppy-call"
 
@@ -267,7 +269,7 @@ async def drain(state: ServerState, servers: list[Any]) -> None:
     """Stop accepting, answer every call in flight (each ends by its deadline), then close."""
     state.ready = False
     state.draining = True
-    in_flight = len(state.tasks)
+    in_flight = sum(1 for task in state.tasks if task.get_name() != SERVICE_TASK)  # not HTTP's serving task
     log.info("draining: %d calls in flight, %d connections", in_flight, state.open_connections)
     print(f"ppy: shutting down, finishing {in_flight} calls in flight", file=sys.stderr, flush=True)
     for server in servers:
