@@ -199,6 +199,25 @@ def test_sigterm_drains_every_worker_and_exits_zero() -> None:
         socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
 
 
+def running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_workers_drain_and_exit_when_the_supervisor_is_killed() -> None:
+    server = Server(APP, "--workers", "2")
+    try:
+        assert wait_for(lambda: len(children(server.proc.pid)) == 2)
+        kids = children(server.proc.pid)
+        os.kill(server.proc.pid, signal.SIGKILL)
+        assert wait_for(lambda: not any(running(pid) for pid in kids)), "orphaned workers kept running"
+    finally:
+        server.stop()
+
+
 def test_a_worker_that_cannot_start_is_retried_with_back_off() -> None:
     server = Server(APP, "--workers", "2", env={"ISO_DIE_AT_IMPORT": "1"}, wait=False)
     try:

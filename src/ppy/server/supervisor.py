@@ -143,14 +143,23 @@ class Supervisor:
                 pass_fds=[*passed, ready_w, self._lifeline_r])
         finally:
             os.close(ready_w)
+        self.pids[index] = proc.pid  # from now on a shutdown signals it too
         loop = asyncio.get_running_loop()
+        ready: asyncio.Future[bytes] = loop.create_future()
+
+        def on_readable() -> None:  # one byte when the child serves; EOF (b"") when it died first
+            if not ready.done():
+                ready.set_result(os.read(ready_r, 1))
+
+        loop.add_reader(ready_r, on_readable)
         try:
-            got = await asyncio.wait_for(loop.run_in_executor(None, os.read, ready_r, 1), START_TIMEOUT)
+            got = await asyncio.wait_for(ready, START_TIMEOUT)
         except TimeoutError:
             log.error("worker %d (pid %d) not ready after %.0f s; killing it", index, proc.pid, START_TIMEOUT)
             proc.kill()
             got = b""
         finally:
+            loop.remove_reader(ready_r)
             os.close(ready_r)
         return proc, got == b"1"
 
@@ -159,7 +168,6 @@ class Supervisor:
         died_at: float | None = None
         while not self.stopping:
             proc, ready = await self._spawn(index)
-            self.pids[index] = proc.pid
             started = time.monotonic()
             if ready and died_at is not None:
                 elapsed = started - died_at
