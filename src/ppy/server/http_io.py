@@ -24,7 +24,6 @@ import contextlib
 import ipaddress
 import socket
 from collections.abc import Iterator
-from typing import Any
 
 import msgspec
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -164,10 +163,19 @@ class HostRule:
         self.any = "*" in names
         names |= {"localhost", bound_host.lower().rstrip("."), socket.gethostname().lower()}
         self.names = frozenset(names)
+        self._seen: dict[bytes, bool] = {}  # a client sends the same Host every time: decide once
 
     def allows(self, value: bytes | None) -> bool:
         if self.any or value is None:  # no Host at all: not a browser (every browser sends one)
             return True
+        verdict = self._seen.get(value)
+        if verdict is None:
+            if len(self._seen) >= 256:  # bounded: clients cannot grow it with made-up names
+                self._seen.clear()
+            verdict = self._seen[value] = self._decide(value)
+        return verdict
+
+    def _decide(self, value: bytes) -> bool:
         host = value.decode("latin-1").strip().lower()
         if host.startswith("["):
             host = host[1:].partition("]")[0]
@@ -200,5 +208,3 @@ class HostGuard:
         await self.app(scope, receive, send)
 
 
-def json_reply_headers(extra: dict[str, Any] | None = None) -> tuple[tuple[bytes, bytes], ...]:
-    return tuple((k.encode(), str(v).encode()) for k, v in (extra or {}).items())
