@@ -31,7 +31,7 @@ final class ComposerTest extends TestCase
             . '&& !interface_exists($c)) { echo "missing $c"; exit(1); } } echo function_exists("ppy_exchange") ? "ok" : "no fn";';
         $out = shell_exec(escapeshellarg(PHP_BINARY) . ' -r ' . escapeshellarg($check) . ' 2>&1');
         $this->assertSame('ok', $out);
-        $this->assertGreaterThanOrEqual(17, count($classes));
+        $this->assertGreaterThanOrEqual(18, count($classes));
     }
 
     public function testWorksWithoutPhpIniOrSharedExtensions(): void

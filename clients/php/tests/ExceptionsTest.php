@@ -98,7 +98,7 @@ final class ExceptionsTest extends TestCase
         $this->assertLessThan(2.5, $elapsed);  // far less than the 3 s the function wanted
         // The server answered in time, so the connection was kept and works.
         $this->assertHealthy($c);
-        // The server's own --timeout (5 s here) caps what the client asks for.
+        // The timeout option is sent with every call, so the server gives up at the same moment.
         $e = $this->catch(Ppy\RemoteTimeoutException::class,
             fn () => self::client(['timeout' => 0.3])->call('t.sleep', 2));
         $this->assertSame(0.3, $e->getData()['timeout']);
