@@ -29,7 +29,6 @@ final class Connection
         [$this->address, $this->tcp] = self::parseUri($uri);
     }
 
-
     /**
      * Send one line and read the reply for $want (an id, a list of batch ids, or null: no reply expected).
      *
