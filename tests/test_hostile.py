@@ -33,8 +33,8 @@ MiB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    """The core test app as a production server would run it: no --debug, a 2 s --timeout."""
-    srv = Server(APPS / "core", "--timeout", "2")
+    """The core test app as a production server would run it: no --debug, a short --timeout."""
+    srv = Server(APPS / "core", "--timeout", "1")
     yield srv
     srv.stop()
 
@@ -246,7 +246,7 @@ def test_pipelining_without_reading_replies_keeps_memory_bounded(server: Server,
 
         sender = threading.Thread(target=flood, daemon=True)
         sender.start()
-        sender.join(3.0)
+        sender.join(2.0)
         stalled = sender.is_alive()  # blocked in sendall: the server stopped reading
         assert_healthy(server)
         sock.shutdown(socket.SHUT_RDWR)
