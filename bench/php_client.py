@@ -16,6 +16,10 @@ The server under test is pinned to core 0 and PHP to core 1 (``taskset``), as on
 once with ``--no-access-log``. Targets: Ppy\\Client >= 2.0x seed over TCP and >= 2.3x over a
 Unix socket; ppy_exchange >= 1.0x seed.
 
+Besides calls/s and mean latency (wall time / calls, sequential), each row shows the CPU
+time per call of the PHP process and of the server (from getrusage and /proc), which says
+where a call's time goes and is far less disturbed by other load on the machine.
+
 Usage: python bench/php_client.py [--seconds 3] [--json out.json]
 """
 
@@ -70,6 +74,11 @@ class Proc:
         self.stop()
         raise SystemExit(f"bench: server did not start: {' '.join(cmd)}")
 
+    def cpu_seconds(self) -> float:
+        """utime + stime of the server so far (taskset execs the server, so the pid is the server's)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -98,9 +107,12 @@ def run(seconds: float) -> list[dict[str, Any]]:
         raise SystemExit("bench: php is not installed (apt-get install php-cli)")
     rows: list[dict[str, Any]] = []
 
-    def measure(name: str, mode: str, target: str, config: str) -> None:
+    def measure(name: str, mode: str, target: str, config: str, server: Proc) -> None:
+        before = server.cpu_seconds()
         row = php_loop(php, mode, target, seconds)
-        row.update(name=name, config=config)
+        # Includes the 0.3 s warm-up, so divide by the calls of both (warm-up calls at the measured rate).
+        calls = row["calls"] * (1 + 0.3 / row["seconds"])
+        row.update(name=name, config=config, server_cpu_us=1e6 * (server.cpu_seconds() - before) / calls)
         rows.append(row)
         print(f"  {name:<30} {config:<16} {row['calls_per_s']:>9,.0f} calls/s  {row['mean_us']:>7.1f} µs",
               file=sys.stderr)
@@ -109,7 +121,7 @@ def run(seconds: float) -> list[dict[str, Any]]:
     seed = Proc([sys.executable, str(ROOT / "bench" / "baselines" / "seed_server.py"), str(port),
                  str(SEED_APP_PARENT)], port)
     try:
-        measure("seed", "seed", str(port), "seed server")
+        measure("seed", "seed", str(port), "seed server", seed)
     finally:
         seed.stop()
 
@@ -120,18 +132,18 @@ def run(seconds: float) -> list[dict[str, Any]]:
         server = Proc([sys.executable, "-m", "ppy", "serve", str(SEED_APP_PARENT / "app"), "--port", str(port),
                        "--http-port", "0", "--uds", str(uds), *flags], port)
         try:
-            measure("ppy_exchange", "exchange", str(port), config)
-            measure("raw tcp", "raw", f"tcp://127.0.0.1:{port}", config)
-            measure("Ppy\\Client tcp", "client", f"tcp://127.0.0.1:{port}", config)
-            measure("raw uds", "raw", f"unix://{uds}", config)
-            measure("Ppy\\Client uds", "client", f"unix://{uds}", config)
+            measure("ppy_exchange", "exchange", str(port), config, server)
+            measure("raw tcp", "raw", f"tcp://127.0.0.1:{port}", config, server)
+            measure("Ppy\\Client tcp", "client", f"tcp://127.0.0.1:{port}", config, server)
+            measure("raw uds", "raw", f"unix://{uds}", config, server)
+            measure("Ppy\\Client uds", "client", f"unix://{uds}", config, server)
         finally:
             server.stop()
 
     port = _free_port()
     yardstick = Proc([sys.executable, str(ROOT / "bench" / "baselines" / "uvloop_lines.py"), str(port)], port)
     try:
-        measure("raw tcp (uvloop yardstick)", "raw", f"tcp://127.0.0.1:{port}", "uvloop_lines.py")
+        measure("raw tcp (uvloop yardstick)", "raw", f"tcp://127.0.0.1:{port}", "uvloop_lines.py", yardstick)
     finally:
         yardstick.stop()
     shutil.rmtree(tmp, ignore_errors=True)
@@ -142,12 +154,14 @@ def run(seconds: float) -> list[dict[str, Any]]:
 
 
 def report(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'row':<30} {'server config':<16} {'calls/s':>9} {'mean':>9} {'PHP CPU':>9} {'vs seed':>8}  target"]
+    lines = [f"{'row':<30} {'server config':<16} {'calls/s':>9} {'mean':>9} {'PHP CPU':>9} {'srv CPU':>9} "
+             f"{'vs seed':>8}  target"]
     for row in rows:
         target = TARGETS.get(row["name"])
         verdict = "" if target is None else f">= {target:.1f}x {'met' if row['vs_seed'] >= target else 'MISSED'}"
         lines.append(f"{row['name']:<30} {row['config']:<16} {row['calls_per_s']:>9,.0f} "
-                     f"{row['mean_us']:>7.1f}µs {row['php_cpu_us']:>7.1f}µs {row['vs_seed']:>7.2f}x  {verdict}")
+                     f"{row['mean_us']:>7.1f}µs {row['php_cpu_us']:>7.1f}µs {row['server_cpu_us']:>7.1f}µs "
+                     f"{row['vs_seed']:>7.2f}x  {verdict}")
     return "\n".join(lines)
 
 

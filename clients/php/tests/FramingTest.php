@@ -95,11 +95,28 @@ final class FramingTest extends TestCase
 
     public function testABatchReplyMissingACallIsAProtocolException(): void
     {
-        $server = new ScriptedServer([[['readline'], ['send', '[{"jsonrpc":"2.0","id":1,"result":1}]' . "\n", 0, 0]]]);
-        $client = self::client($server);
-        // Our ids are random; a reply that answers none of them is skipped, so the read times out.
-        $this->expectException(Ppy\Exception::class);
-        $client->withTimeout(0.2)->batch()->call('t.a')->call('t.b')->send();
+        $server = new ScriptedServer([[['readline'],
+            ['send', '[{"jsonrpc":"2.0","id":{ID1},"result":"b"}]' . "\n", 0, 0]]]);
+        try {
+            self::client($server)->batch()->call('t.a')->call('t.b')->send();
+            $this->fail('a batch reply without the first call was accepted');
+        } catch (Ppy\ProtocolException $e) {
+            $this->assertStringContainsString('no response for request id', $e->getMessage());
+        }
+        $server->finish();
+    }
+
+    public function testBatchRepliesAreMatchedByIdNotPosition(): void
+    {
+        $server = new ScriptedServer([[['readline'], ['send',
+            '[{"jsonrpc":"2.0","id":7,"result":"stale"}]' . "\n"
+            . '[{"jsonrpc":"2.0","id":{ID1},"result":"b"},{"jsonrpc":"2.0","id":{ID0},"error":'
+            . '{"code":-32000,"message":"boom","data":{"type":"KeyError"}}}]' . "\n", 0, 0]]]);
+        $results = self::client($server)->batch()->call('t.a')->call('t.b')->send();
+        $this->assertInstanceOf(Ppy\ApplicationException::class, $results[0]);
+        $this->assertSame('KeyError', $results[0]->getType());
+        $this->assertSame('b', $results[1]);
+        $server->finish();
     }
 
     public function testLegacyRepliesSplitIntoSingleBytes(): void
