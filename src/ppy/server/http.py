@@ -22,6 +22,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -89,8 +90,6 @@ class Routes:
             await reply(send, 200, self._discovery())
 
     def _discovery(self) -> bytes:
-        import msgspec
-
         dispatcher = self.state.dispatcher
         cached = self._openrpc
         if cached is None or cached[0] is not dispatcher.registry:
@@ -106,8 +105,6 @@ class Routes:
 
     async def stats_json(self, scope: Scope, receive: Receive, send: Send) -> None:
         if await self._guarded(scope, send):
-            import msgspec
-
             snapshot = self.stats.snapshot()
             snapshot["inflight"] = self.state.dispatcher.inflight
             snapshot["ready"] = self.state.ready and not self.state.draining
