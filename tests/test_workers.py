@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import httpx
 import pytest
 
 import ppy
-from conftest import APPS, Server
+from conftest import APPS, PPY, Server
 
 APP = APPS / "isolation"
 pytestmark = pytest.mark.timeout(90)
@@ -139,6 +140,14 @@ def test_sigkilled_worker_is_replaced_and_calls_keep_succeeding(workers: Server)
     assert newcomer in found  # it serves
     text = httpx.get(f"{workers.http_url}/metrics", timeout=10).text
     assert metric(text, "ppy_worker_respawn_seconds_count", pool="workers") >= 1
+
+
+def test_a_second_server_on_the_same_port_fails_instead_of_joining(workers: Server) -> None:
+    """SO_REUSEPORT would let it share the port silently; the supervisor's probe bind refuses."""
+    result = subprocess.run([*PPY, "serve", str(APP), "--port", str(workers.port), "--http-port", "0",
+                             "--workers", "2"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{workers.port}" in result.stderr and "--port" in result.stderr
 
 
 def metric(text: str, name: str, **labels: str) -> float:
