@@ -147,11 +147,14 @@ def recv_all(sock: socket.socket, timeout: float = 10.0) -> bytes:
 
 
 def recv_line(sock: socket.socket, timeout: float = 10.0) -> bytes:
+    """Exactly one reply line: bytes after its newline stay in the socket for the next call
+    (the server may coalesce several replies into one write)."""
     sock.settimeout(timeout)
     buf = b""
     while not buf.endswith(b"\n"):
-        chunk = sock.recv(1 << 20)
-        if not chunk:
+        peek = sock.recv(1 << 20, socket.MSG_PEEK)
+        if not peek:
             raise ConnectionError(f"closed after {buf!r}")
-        buf += chunk
+        nl = peek.find(b"\n")
+        buf += sock.recv(nl + 1 if nl >= 0 else len(peek))
     return buf

@@ -26,8 +26,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         if f.metadata.get("positional"):
             parser.add_argument(f.name, nargs="?", type=Path, default=None, help=help_text)
         elif isinstance(f.default, bool):
-            action = argparse.BooleanOptionalAction if f.default else "store_true"
-            parser.add_argument(cfg.flag_name(f.name), dest=f.name, action=action,
+            # --flag and --no-flag for every boolean, so scripts keep working when a default flips
+            parser.add_argument(cfg.flag_name(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=help_text)
         else:
             parser.add_argument(cfg.flag_name(f.name), dest=f.name, default=argparse.SUPPRESS,

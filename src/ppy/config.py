@@ -52,7 +52,10 @@ class Config:
     legacy_str_params: bool = _opt(False, "legacy dialect: pass str(value) of each positional param, as the seed did")
     debug: bool = _opt(False, "send tracebacks to clients in error data")
     log_format: str = _opt("text", "log format", choices=("text", "json"))
-    access_log: bool = _opt(True, "log one line per call")
+    # Off by default: formatting a log line per call costs ~15% of a fast call's server CPU (docs/performance.md).
+    access_log: bool = _opt(False, "log one line per call")
+    inline_sync: bool = _opt(True, "run a sync function on the event loop once its calls proved to take under "
+                             "0.5 ms (no thread hop); off: always a pool thread (docs/performance.md)")
     insecure: bool = _opt(False, "allow a non-loopback --host without a token")
     isolate: bool = _opt(False, "run each call in a supervised single-call worker process")
     pool_size: int = _opt(os.cpu_count() or 1, "worker processes with --isolate")

@@ -12,7 +12,7 @@ import itertools
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from ppy.app.discover import document
@@ -65,6 +65,8 @@ class Dispatcher:
         self.observers: list[Observer] = []
         self._ids = itertools.count(1)
         self._discovery: tuple[Registry, dict[str, Any]] | None = None
+        # Runners that can run a proven-fast sync function on the loop (ThreadRunner) say so per call.
+        self._inline: Callable[[Function], bool] | None = getattr(runner, "inline", None)
 
     def swap(self, registry: Registry) -> None:
         """Atomically replace the method table: calls already running keep their functions."""
@@ -84,11 +86,62 @@ class Dispatcher:
 
     async def call(self, call: Call, dialect: str, authed: bool, encode: Encoder) -> bytes:
         """Run one call and return its encoded result, or raise a PpyError."""
+        started = self.begin(call, dialect, authed, encode)
+        return started if isinstance(started, bytes) else await started
+
+    def begin(self, call: Call, dialect: str, authed: bool, encode: Encoder) -> bytes | Coroutine[Any, Any, bytes]:
+        """Start one call: its encoded result when it finished at once, else a coroutine that finishes it.
+
+        Built-ins, refused calls and sync functions the runner runs inline finish here, with no task and
+        no thread hop, so front ends answer them straight from ``data_received`` (docs/performance.md).
+        Raises PpyError when the call failed at once.
+        """
         start = time.perf_counter()
-        code = 0
         try:
-            return encode(await self._run(call, dialect, authed))
+            method = call.method
+            if method.startswith("rpc."):
+                result = self._builtin(call, authed)
+            else:
+                if not authed and self.token is not None:
+                    raise Unauthorized(UNAUTHORIZED)
+                fn = self.registry.lookup(method)
+                params = call.params
+                if dialect == "legacy" and self.legacy_str_params and isinstance(params, list):
+                    params = [str(v) for v in params]
+                args, kwargs = fn.bind(params)
+                if self.inflight >= self.max_inflight:
+                    raise Overloaded(f"{self.inflight} calls in flight, the server's --max-inflight; retry later",
+                                     {"max_inflight": self.max_inflight})
+                if self._inline is None or not self._inline(fn):
+                    # Counted now, not when the coroutine first runs: a burst of requests decoded from one
+                    # read is admitted one by one, so --max-inflight holds for pipelined clients too.
+                    self.inflight += 1
+                    return self._finish(call, dialect, start, fn, args, kwargs, encode)
+                result = self.runner.run_inline(fn, args, kwargs)  # type: ignore[attr-defined]
+            body = encode(result)
         except PpyError as exc:
+            self._done(call, dialect, start, exc)
+            raise
+        self._done(call, dialect, start, None)
+        return body
+
+    async def _finish(self, call: Call, dialect: str, start: float, fn: Function, args: tuple[Any, ...],
+                      kwargs: dict[str, Any], encode: Encoder) -> bytes:
+        timeout = self.timeout if call.timeout is None else min(call.timeout, self.timeout)
+        try:  # self.inflight was counted by begin()
+            body = encode(await self.runner.run(fn, args, kwargs, timeout))
+        except PpyError as exc:
+            self._done(call, dialect, start, exc)
+            raise
+        finally:
+            self.inflight -= 1
+        self._done(call, dialect, start, None)
+        return body
+
+    def _done(self, call: Call, dialect: str, start: float, exc: PpyError | None) -> None:
+        """Log a failure, the access line when enabled, and feed the observers (metrics)."""
+        code = 0
+        if exc is not None:
             code = exc.code
             if isinstance(exc, (ApplicationError, InternalError)):
                 rid = next(self._ids)
@@ -96,36 +149,13 @@ class Dispatcher:
                 cause = exc.__cause__ or exc
                 log.error("call %s failed (request_id=%s, %s): %s\n%s", call.method, rid, dialect,
                           exc.message, "".join(traceback.format_exception(cause)).rstrip())
-            raise
-        finally:
-            elapsed = time.perf_counter() - start
-            if self.access_log:
-                access.info("%s %s %s %.3fms", dialect, call.method, code or "ok", elapsed * 1000,
-                            extra={"method": call.method, "dialect": dialect, "code": code,
-                                   "ms": round(elapsed * 1000, 3)})
-            for observer in self.observers:
-                observer(call.method, dialect, code, elapsed)
-
-    async def _run(self, call: Call, dialect: str, authed: bool) -> Any:
-        method = call.method
-        if method.startswith("rpc."):
-            return self._builtin(call, authed)
-        if not authed and self.token is not None:
-            raise Unauthorized(UNAUTHORIZED)
-        fn = self.registry.lookup(method)
-        params = call.params
-        if dialect == "legacy" and self.legacy_str_params and isinstance(params, list):
-            params = [str(v) for v in params]
-        args, kwargs = fn.bind(params)
-        if self.inflight >= self.max_inflight:
-            raise Overloaded(f"{self.inflight} calls in flight, the server's --max-inflight; retry later",
-                             {"max_inflight": self.max_inflight})
-        timeout = self.timeout if call.timeout is None else min(call.timeout, self.timeout)
-        self.inflight += 1
-        try:
-            return await self.runner.run(fn, args, kwargs, timeout)
-        finally:
-            self.inflight -= 1
+        elapsed = time.perf_counter() - start
+        if self.access_log:
+            access.info("%s %s %s %.3fms", dialect, call.method, code or "ok", elapsed * 1000,
+                        extra={"method": call.method, "dialect": dialect, "code": code,
+                               "ms": round(elapsed * 1000, 3)})
+        for observer in self.observers:
+            observer(call.method, dialect, code, elapsed)
 
     def _builtin(self, call: Call, authed: bool) -> Any:
         method = call.method

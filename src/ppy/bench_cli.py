@@ -1,0 +1,286 @@
+"""``ppy bench``: a load test anyone can run against their own server and function (SPEC §5).
+
+    ppy bench h.hello --connections 32 --duration 10 --pipeline 16 --dialect lines|legacy|http
+
+Each connection keeps ``--pipeline`` calls in flight (lines and HTTP; the
+legacy dialect is one connection per call, as the seed's client did) and
+times every call from sending its request to reading its reply.  A live
+progress display shows calls/s while it runs; the end prints calls/s, errors
+and p50/p90/p99/max latency (``--json`` prints the same as one JSON object).
+
+This generator is plain asyncio, so it shares a core with Python's own
+overhead: on one machine it measures what a Python client sees, not the
+server's ceiling — ``make bench`` uses a C load generator for that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+
+from ppy.cli import default_url, parse_arg
+from ppy.wire import jsonrpc
+
+DIALECTS = ("lines", "legacy", "http")
+#: Seconds a single call may take before the run reports it as stuck rather than waiting forever.
+CALL_TIMEOUT = 30.0
+
+
+@dataclass
+class Stats:
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    first_error: str = ""
+
+    def ok(self, seconds: float) -> None:
+        self.latencies.append(seconds)
+
+    def fail(self, seconds: float, why: str) -> None:
+        self.latencies.append(seconds)
+        self.errors += 1
+        if not self.first_error:
+            self.first_error = why[:300]
+
+    @property
+    def calls(self) -> int:
+        return len(self.latencies)
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    k = min(len(sorted_values) - 1, max(0, round(q / 100 * len(sorted_values) + 0.5) - 1))
+    return sorted_values[k]
+
+
+def summary(stats: Stats, seconds: float) -> dict[str, Any]:
+    lat = sorted(stats.latencies)
+    ms = {f"p{q}_ms": round(percentile(lat, q) * 1000, 3) for q in (50, 90, 99)}
+    return {"calls": stats.calls, "errors": stats.errors, "seconds": round(seconds, 3),
+            "calls_per_s": round(stats.calls / seconds, 1) if seconds > 0 else 0.0, **ms,
+            "max_ms": round(lat[-1] * 1000, 3) if lat else 0.0, "first_error": stats.first_error}
+
+
+def _reply_error(body: bytes) -> str | None:
+    """None when a JSON-RPC reply carries a result, else what went wrong."""
+    try:
+        doc = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return f"reply is not JSON: {body[:120]!r}"
+    if isinstance(doc, dict) and "result" in doc:
+        return None
+    if isinstance(doc, dict) and isinstance(doc.get("error"), dict):
+        err = doc["error"]
+        return f"error {err.get('code')}: {err.get('message')}"
+    return f"unexpected reply: {body[:120]!r}"
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, host: str, port: int, path: str) -> None:
+        self.args, self.host, self.port, self.path = args, host, port, path
+        self.stats = Stats()
+        self.stop_at = 0.0
+        params = args.params
+        if args.dialect == "legacy":
+            entry, _, func = args.method.rpartition(".")
+            body = json.dumps({"entry": entry, "func": func, "param": params}).encode()
+            size = f"{len(body)}."
+            self.request = (size + "0" * (11 - len(size))).encode() + body
+        else:
+            body = jsonrpc.encode_request(args.method, params, 1)
+            if args.dialect == "lines":
+                self.request = body + b"\n"
+            else:
+                self.request = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+                                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+    async def run(self, on_tick: Any = None) -> dict[str, Any]:
+        start = time.perf_counter()
+        self.stop_at = start + self.args.duration
+        workers = [asyncio.create_task(self._connection()) for _ in range(self.args.connections)]
+        try:
+            while not all(w.done() for w in workers):
+                await asyncio.wait(workers, timeout=0.25)
+                if on_tick is not None:
+                    on_tick(self.stats, time.perf_counter() - start)
+        finally:
+            for w in workers:
+                w.cancel()
+        for w in workers:
+            if not w.cancelled() and w.exception() is not None:
+                raise w.exception()  # type: ignore[misc]
+        return summary(self.stats, time.perf_counter() - start)
+
+    async def _connection(self) -> None:
+        if self.args.dialect == "legacy":
+            while time.perf_counter() < self.stop_at:
+                await self._legacy_call()
+            return
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        try:
+            sent: list[float] = []
+            for _ in range(self.args.pipeline):
+                writer.write(self.request)
+                sent.append(time.perf_counter())
+            while sent:
+                body = await asyncio.wait_for(self._read_reply(reader), CALL_TIMEOUT)
+                now = time.perf_counter()
+                began = sent.pop(0)
+                why = _reply_error(body) if body is not None else "connection closed by the server"
+                if why is None:
+                    self.stats.ok(now - began)
+                else:
+                    self.stats.fail(now - began, why)
+                if body is None:
+                    return
+                if now < self.stop_at:
+                    writer.write(self.request)
+                    sent.append(time.perf_counter())
+        finally:
+            writer.close()
+
+    async def _read_reply(self, reader: asyncio.StreamReader) -> bytes | None:
+        if self.args.dialect == "lines":
+            line = await reader.readline()
+            return line or None
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for row in head.split(b"\r\n")[1:]:
+            name, _, value = row.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        body = await reader.readexactly(length)
+        if not head.startswith(b"HTTP/1.1 200"):
+            return body if b'"error"' in body else b'{"error":{"message":"' + head.split(b"\r\n")[0] + b'"}}'
+        return body
+
+    async def _legacy_call(self) -> None:
+        began = time.perf_counter()
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        try:
+            writer.write(self.request)
+            head = await asyncio.wait_for(reader.readexactly(11), CALL_TIMEOUT)
+            body = await asyncio.wait_for(reader.readexactly(int(head.split(b".")[0])), CALL_TIMEOUT)
+        except (asyncio.IncompleteReadError, ValueError) as exc:
+            self.stats.fail(time.perf_counter() - began, f"bad legacy reply: {exc}")
+            return
+        finally:
+            writer.close()
+        doc = json.loads(body)
+        if doc.get("error") == "":
+            self.stats.ok(time.perf_counter() - began)
+        else:
+            self.stats.fail(time.perf_counter() - began, str(doc.get("error")))
+
+
+def target(args: argparse.Namespace) -> tuple[str, int, str]:
+    """Host, port and HTTP path from --url (or the PPY_* defaults) for the chosen dialect."""
+    if args.url:
+        url = args.url
+    elif args.dialect == "http":
+        import os
+
+        host = os.environ.get("PPY_HOST", "127.0.0.1")
+        url = f"http://{host}:{os.environ.get('PPY_HTTP_PORT', '32180')}/rpc"
+    else:
+        url = default_url()
+    parts = urlsplit(url)
+    if args.dialect == "http" and parts.scheme not in ("http",):
+        raise ValueError(f"--dialect http needs an http:// --url, got {url!r}")
+    if args.dialect != "http" and parts.scheme != "tcp":
+        raise ValueError(f"--dialect {args.dialect} needs a tcp://host:port --url, got {url!r}")
+    if not parts.hostname or not parts.port:
+        raise ValueError(f"--url {url!r} needs a host and a port, e.g. tcp://127.0.0.1:32123")
+    return parts.hostname, parts.port, (parts.path or "/rpc")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    for name in ("connections", "pipeline"):
+        if getattr(args, name) < 1:
+            print(f"ppy bench: --{name} must be at least 1, got {getattr(args, name)}", file=sys.stderr)
+            return 2
+    if not args.duration > 0:
+        print(f"ppy bench: --duration must be more than 0 seconds, got {args.duration}", file=sys.stderr)
+        return 2
+    if args.dialect == "legacy" and "." not in args.method:
+        print("ppy bench: the legacy dialect needs METHOD as entry.func, e.g. h.hello", file=sys.stderr)
+        return 2
+    args.params = [parse_arg(a) for a in args.args]
+    try:
+        host, port, path = target(args)
+    except ValueError as exc:
+        print(f"ppy bench: {exc}", file=sys.stderr)
+        return 2
+    bench = Bench(args, host, port, path)
+    try:
+        result = asyncio.run(_run_with_display(bench, args))
+    except (TimeoutError, OSError) as exc:
+        what = "timed out waiting for a reply" if isinstance(exc, TimeoutError) else str(exc)
+        print(f"ppy bench: cannot load {host}:{port}: {what}; is `ppy serve` running there?", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print_table(args, result)
+    if result["calls"] and result["errors"] == result["calls"]:
+        print(f"ppy bench: every call failed; first error: {result['first_error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _run_with_display(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    if args.json or args.quiet:
+        return await bench.run()
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[rate]}"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(f"{args.method} over {args.dialect}", total=args.duration, rate="")
+
+        def tick(stats: Stats, elapsed: float) -> None:
+            rate = stats.calls / elapsed if elapsed > 0 else 0.0
+            progress.update(task, completed=min(elapsed, args.duration),
+                            rate=f"{stats.calls:,} calls, {rate:,.0f}/s, {stats.errors:,} errors")
+
+        return await bench.run(tick)
+
+
+def _print_table(args: argparse.Namespace, r: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"ppy bench {args.method} — {args.dialect}, {args.connections} connections, "
+                        f"pipeline {args.pipeline}, {r['seconds']:.1f} s")
+    for col in ("calls", "errors", "calls/s", "p50 ms", "p90 ms", "p99 ms", "max ms"):
+        table.add_column(col, justify="right")
+    table.add_row(f"{r['calls']:,}", f"{r['errors']:,}", f"{r['calls_per_s']:,.0f}", f"{r['p50_ms']:.2f}",
+                  f"{r['p90_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['max_ms']:.2f}")
+    Console().print(table)
+    if r["errors"]:
+        Console(stderr=True).print(f"first error: {r['first_error']}", markup=False)
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("bench", help="load-test a function on a running server: calls/s and latency")
+    p.add_argument("method", help='"entry.func" to call, e.g. h.hello')
+    p.add_argument("args", nargs="*", help="arguments, parsed as JSON where they parse, else strings")
+    p.add_argument("--url", default=None,
+                   help="server (default: tcp://PPY_HOST:PPY_PORT; http://PPY_HOST:PPY_HTTP_PORT/rpc for http)")
+    p.add_argument("--dialect", choices=DIALECTS, default="lines", help="wire dialect to load (default lines)")
+    p.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
+    p.add_argument("--pipeline", type=int, default=1, help="calls in flight per connection (default 1)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds to run (default 10)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object, no display")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.set_defaults(func=cmd_bench)
