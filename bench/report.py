@@ -50,8 +50,13 @@ def machine() -> dict[str, Any]:
         rev = ""
     import uvloop
 
-    return {"cpu": model, "cores": os.cpu_count(), "memory_gib": round(mem_kb / 1024 / 1024, 1),
-            "kernel": platform.release(), "python": platform.python_version(), "uvloop": uvloop.__version__,
+    try:
+        load = Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        load = "?"
+    return {"cpu": model, "cores": os.cpu_count(), "loadavg_at_start": load,
+            "memory_gib": round(mem_kb / 1024 / 1024, 1), "kernel": platform.release(),
+            "python": platform.python_version(), "uvloop": uvloop.__version__,
             "commit": rev}
 
 
@@ -76,7 +81,8 @@ def write(results: dict[str, Any], out: Path, chart: bool = True) -> Path:
         "`bench/results.json`.",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}, "
-        f"Python {m['python']}, uvloop {m['uvloop']}, commit {m['commit']}. "
+        f"Python {m['python']}, uvloop {m['uvloop']}, commit {m['commit']}, load average at start "
+        f"{m.get('loadavg_at_start', '?')}. "
         f"Each point: {results['repeats']} x {results['duration']:g} s after {results['warmup']:g} s of warm-up; "
         f"whole run {results['elapsed_s'] / 60:.1f} min.",
         "",

@@ -1,6 +1,6 @@
 """`make bench`: ppy against its baselines, in one run, on pinned cores; writes BENCHMARKS.md.
 
-    python bench/run.py                 # the whole matrix (3 x 5 s per point), ~12 minutes
+    python bench/run.py                 # the whole matrix (3 x 4 s per point), ~10 minutes
     python bench/run.py --smoke         # one 1 s point per dialect, for CI: checks it runs, not speed
     python bench/run.py --only 'legacy' # only the points whose label matches a regex
 
@@ -220,7 +220,7 @@ def run_workers(duration: float, warmup: float, repeats: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--duration", type=float, default=5.0, help="seconds measured per repeat")
+    ap.add_argument("--duration", type=float, default=4.0, help="seconds measured per repeat (4: the run fits 15 min)")
     ap.add_argument("--warmup", type=float, default=0.5, help="seconds of load before measuring")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--idle", type=int, default=10000, help="idle connections for target 9 (0 skips)")
