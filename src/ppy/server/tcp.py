@@ -57,6 +57,7 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.done_reading = False
         self._idle: asyncio.TimerHandle | None = None
+        self._idle_from = 0.0  # loop time of the last activity (see _arm_idle)
         self._deadline: asyncio.TimerHandle | None = None
         self.loop = asyncio.get_running_loop()
         self.lost: asyncio.Future[None] = self.loop.create_future()  # the drain awaits the last byte written
@@ -341,6 +342,9 @@ class Connection(asyncio.Protocol):
     def _send_soon(self, line: bytes) -> None:
         """Queue a reply line from a task; the lines of every task that finishes in this turn of the
         loop leave in one write (one send() for 16 pipelined async calls, not 16)."""
+        if self.inflight <= 1 and not self._soon:  # no other call of this connection to wait for
+            self._write(line + b"\n")
+            return
         if not self._soon:
             self.loop.call_soon(self._flush_soon)
         self._soon.append(line)
@@ -386,11 +390,21 @@ class Connection(asyncio.Protocol):
         self._close()
 
     def _arm_idle(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
+        """Restart the idle clock.  The timer is not replaced per request (that cost two timer
+        operations per call): it fires at the first possible moment and re-arms itself for the rest."""
+        self._idle_from = self.loop.time()
+        if self._idle is None and not self.closed and self.inflight == 0:
+            self._idle = self.loop.call_at(self._idle_from + self.config.idle_timeout, self._idle_fired)
+
+    def _idle_fired(self) -> None:
         self._idle = None
-        if not self.closed and self.inflight == 0:
-            self._idle = self.loop.call_later(self.config.idle_timeout, self._close)
+        if self.closed or self.inflight or self.prefix or (self.decoder and self.decoder.pending):
+            return  # busy: the idle clock restarts when its calls finish or its request is complete
+        due = self._idle_from + self.config.idle_timeout
+        if due > self.loop.time():
+            self._idle = self.loop.call_at(due, self._idle_fired)
+        else:
+            self._close()
 
     def _maybe_close(self, draining: bool = False) -> None:
         if self.inflight:
