@@ -423,13 +423,10 @@ def test_function_past_timeout_gets_32001(server: Server, func: str) -> None:
     assert_healthy(server)
 
 
-@pytest.mark.xfail(strict=True, reason="--inline-sync (default on) runs a sync function on the event loop after 16 "
-                   "fast calls, so a later blocking call freezes every connection and escapes --timeout "
-                   "(run/threads.py documents it); reported to the lead")
 def test_a_sync_function_that_was_fast_then_blocks_affects_only_its_own_call() -> None:
     srv = Server(APPS / "core", "--timeout", "2")
     try:
-        for _ in range(20):  # fast calls: the function earns its place on the event loop
+        for _ in range(20):  # fast calls: the function shares pool jobs with others (ppy.run.lane)
             assert lines_call(srv, "calls.hang", [0])["result"] == "finished"
         with srv.connect(15) as sock:
             sock.sendall(request("calls.hang", [8]))

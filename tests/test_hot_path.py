@@ -1,7 +1,7 @@
 """The fast paths of docs/performance.md, checked for behaviour (never for speed).
 
-- a sync function runs in the pool until proven fast, then inline on the event loop (--inline-sync);
-  a slow one never does; one that stalls the loop goes back to the pool; --no-inline-sync keeps all there;
+- sync functions always run in pool threads, never on the event loop; fast calls of one loop turn share
+  a pool job (ppy.run.lane), and a slow call does not hold up the calls batched behind it;
 - an async function is stepped once by the runner: asyncio.timeout, current_task, errors and the
   --timeout deadline behave exactly as with a plain await;
 - replies of pipelined calls (coalesced into one write) all arrive, each once;
@@ -41,43 +41,35 @@ def server() -> Iterator[Server]:
         yield s
 
 
-def until_inline(sock: socket.socket, method: str) -> int:
-    """Calls until one ran on the event loop (bounded: a loaded machine may reset the proof a few times)."""
-    for n in range(1, 400):
-        if call(sock, method) == "MainThread":
-            return n
-    pytest.fail(f"{method} never ran inline in 400 fast calls")
-
-
-def test_fast_sync_function_moves_from_pool_to_event_loop(server: Server) -> None:
+def test_sync_functions_never_run_on_the_event_loop(server: Server) -> None:
     with server.connect() as sock:
-        first = [call(sock, "hot.where") for _ in range(16)]
-        until_inline(sock, "hot.where")
-    assert all(name.startswith("ppy-call") for name in first), first  # 16 proofs in the pool first
+        names = [call(sock, "hot.where") for _ in range(200)]  # fast calls, many times over
+    assert all(name.startswith("ppy-call") for name in names), set(names)
 
 
-def test_slow_sync_function_never_runs_on_the_event_loop(server: Server) -> None:
+def test_a_slow_call_does_not_hold_up_fast_calls_of_the_same_turn(server: Server) -> None:
+    """A fast function turning slow (here 800 ms) shares its batch; the watchdog frees its batch-mates."""
     with server.connect() as sock:
-        names = [call(sock, "hot.slow_where") for _ in range(24)]
-    assert all(name.startswith("ppy-call") for name in names), names
+        for _ in range(5):  # the function is known to be fast, so its next calls are batched
+            call(sock, "hot.stall_where")
+        burst = request("hot.stall_where", [800], rid=0) + b"".join(
+            request("hot.where", rid=i) for i in range(1, 9))
+        sock.sendall(burst)
+        order = [json.loads(recv_line(sock, 10))["id"] for _ in range(9)]
+    assert order[-1] == 0, order  # every fast call was answered before the slow one
 
 
-def test_a_stall_sends_the_function_back_to_the_pool(server: Server) -> None:
+def test_calls_of_a_slow_function_run_side_by_side(server: Server) -> None:
+    """Calls of a known-slow function run on several pool threads, not one after the other in a batch.
+
+    (Whether they get a job each at once or after the watchdog splits their batch is a latency matter,
+    shown by the sleep(10 ms) point of the benchmark, not by this test.)"""
     with server.connect() as sock:
-        for _ in range(5):
-            until_inline(sock, "hot.stall_where")
-            if call(sock, "hot.stall_where", [40]) == "MainThread":  # the stall ran inline...
-                assert call(sock, "hot.stall_where").startswith("ppy-call")  # ...and sent it back
-                break
-        else:
-            pytest.fail("the stalling call never ran inline")
-    assert "hot.stall_where took" in server.output() and "until it proves fast again" in server.output()
-
-
-def test_no_inline_sync_keeps_every_sync_call_in_the_pool() -> None:
-    with Server(APP, "--no-inline-sync") as s, s.connect() as sock:
-        names = [call(sock, "hot.where") for _ in range(24)]
-    assert all(name.startswith("ppy-call") for name in names), names
+        call(sock, "hot.slow_where")  # now known to be slow
+        burst = b"".join(request("hot.slow_where", rid=i) for i in range(8))
+        sock.sendall(burst)
+        names = {json.loads(recv_line(sock, 10))["result"] for _ in range(8)}
+    assert len(names) > 1, names  # more than one pool thread served the burst
 
 
 def test_async_functions_keep_await_semantics(server: Server) -> None:

@@ -54,8 +54,6 @@ class Config:
     log_format: str = _opt("text", "log format", choices=("text", "json"))
     # Off by default: formatting a log line per call costs ~15% of a fast call's server CPU (docs/performance.md).
     access_log: bool = _opt(False, "log one line per call")
-    inline_sync: bool = _opt(True, "run a sync function on the event loop once its calls proved to take under "
-                             "0.5 ms (no thread hop); off: always a pool thread (docs/performance.md)")
     insecure: bool = _opt(False, "allow a non-loopback --host without a token")
     isolate: bool = _opt(False, "run each call in a supervised single-call worker process")
     pool_size: int = _opt(os.cpu_count() or 1, "worker processes with --isolate")

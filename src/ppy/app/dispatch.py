@@ -65,8 +65,6 @@ class Dispatcher:
         self.observers: list[Observer] = []
         self._ids = itertools.count(1)
         self._discovery: tuple[Registry, dict[str, Any]] | None = None
-        # Runners that can run a proven-fast sync function on the loop (ThreadRunner) say so per call.
-        self._inline: Callable[[Function], bool] | None = getattr(runner, "inline", None)
 
     def swap(self, registry: Registry) -> None:
         """Atomically replace the method table: calls already running keep their functions."""
@@ -92,8 +90,8 @@ class Dispatcher:
     def begin(self, call: Call, dialect: str, authed: bool, encode: Encoder) -> bytes | Coroutine[Any, Any, bytes]:
         """Start one call: its encoded result when it finished at once, else a coroutine that finishes it.
 
-        Built-ins, refused calls and sync functions the runner runs inline finish here, with no task and
-        no thread hop, so front ends answer them straight from ``data_received`` (docs/performance.md).
+        Built-ins and refused calls finish here, with no task, so front ends answer them straight from
+        ``data_received`` (docs/performance.md).
         Raises PpyError when the call failed at once.
         """
         start = time.perf_counter()
@@ -112,12 +110,10 @@ class Dispatcher:
                 if self.inflight >= self.max_inflight:
                     raise Overloaded(f"{self.inflight} calls in flight, the server's --max-inflight; retry later",
                                      {"max_inflight": self.max_inflight})
-                if self._inline is None or not self._inline(fn):
-                    # Counted now, not when the coroutine first runs: a burst of requests decoded from one
-                    # read is admitted one by one, so --max-inflight holds for pipelined clients too.
-                    self.inflight += 1
-                    return self._finish(call, dialect, start, fn, args, kwargs, encode)
-                result = self.runner.run_inline(fn, args, kwargs)  # type: ignore[attr-defined]
+                # Counted now, not when the coroutine first runs: a burst of requests decoded from one
+                # read is admitted one by one, so --max-inflight holds for pipelined clients too.
+                self.inflight += 1
+                return self._finish(call, dialect, start, fn, args, kwargs, encode)
             body = encode(result)
         except PpyError as exc:
             self._done(call, dialect, start, exc)

@@ -41,12 +41,9 @@ class Function:
     hints: dict[str, Any]
     converters: dict[str, Any] = field(default_factory=dict)  # param name -> type to convert to
     no_params: bool = False  # takes no arguments at all: skip binding
-    # How fast its calls have been (sync functions only), kept by the thread runner to decide whether
-    # to run it on the event loop (see ppy.run.threads): fast pool calls in a row, the last inline call
-    # was slow, and how often it was sent back to the pool.
-    fast_runs: int = 0
-    slow_last: bool = False
-    demotions: int = 0
+    # Whether its last call was fast (sync functions; kept by ppy.run.threads): fast calls share a
+    # thread-pool job with the other calls of their event-loop turn, slow ones get a job each.
+    fast: bool = False
 
     @classmethod
     def load(cls, method: str, fn: Callable[..., Any]) -> Function:

@@ -98,7 +98,7 @@ def build_state(config: Config) -> ServerState:
         runner = IsolatedRunner(Path(app_dir), size=config.pool_size, max_jobs=config.max_jobs,
                                 max_memory_mb=config.max_worker_memory, debug=config.debug)
     else:
-        runner = ThreadRunner(config.threads, debug=config.debug, inline=config.inline_sync)
+        runner = ThreadRunner(config.threads, debug=config.debug)
     dispatcher = Dispatcher(config, registry, runner, __version__)
     return ServerState(config, dispatcher)
 

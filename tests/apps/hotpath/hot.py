@@ -6,18 +6,18 @@ import time
 
 
 def where() -> str:
-    """The thread running the call: MainThread once the function runs inline on the event loop."""
+    """The thread running the call (never MainThread: user code stays off the event loop)."""
     return threading.current_thread().name
 
 
 def slow_where() -> str:
-    """Always over the 0.5 ms inline limit, so it must stay in the pool."""
+    """Always over the 0.5 ms fast-call limit, so each call gets a pool job of its own."""
     time.sleep(0.002)
     return threading.current_thread().name
 
 
 def stall_where(ms: float = 0) -> str:
-    """Fast unless told to block: proves itself, then stalls the loop once."""
+    """Fast unless told to block: known as fast, then slow once."""
     if ms:
         time.sleep(ms / 1000)
     return threading.current_thread().name
