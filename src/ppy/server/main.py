@@ -167,29 +167,15 @@ async def start_listeners(state: ServerState) -> list[Any]:
     def factory() -> Connection:
         return Connection(state)
 
-    inherited = state.listen_sockets
-    if inherited:  # a --workers child: the supervisor bound them
-        for sock in inherited.get("tcp", []):
-            servers.append(await loop.create_server(factory, sock=sock, backlog=BACKLOG))
-        for sock in inherited.get("uds", []):
-            servers.append(await loop.create_unix_server(factory, sock=sock, backlog=BACKLOG))
-        if config.http_port:
-            from ppy.server import http
-
-            servers.append(await http.start(state))
-        return servers
-    try:
-        servers.append(await loop.create_server(factory, config.host, config.port, backlog=BACKLOG,
-                                                reuse_address=True))
-    except OSError as exc:
-        raise StartupError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}; stop the "
-                           "other server or pick another --port") from None
-    if config.uds:
-        _prepare_uds(config.uds)
-        try:
-            servers.append(await loop.create_unix_server(factory, config.uds, backlog=BACKLOG))
-        except OSError as exc:
-            raise StartupError(f"cannot listen on --uds {config.uds}: {exc.strerror or exc}") from None
+    # A --workers child inherits sockets its supervisor bound; a single process binds its own.
+    sockets = state.listen_sockets or {
+        "tcp": bind_tcp(config.host, config.port, "--port"),
+        "uds": [bind_uds(config.uds)] if config.uds else [],
+    }
+    for sock in sockets.get("tcp", []):
+        servers.append(await loop.create_server(factory, sock=sock, backlog=BACKLOG))
+    for sock in sockets.get("uds", []):
+        servers.append(await loop.create_unix_server(factory, sock=sock, backlog=BACKLOG))
     if config.http_port:
         from ppy.server import http
 
