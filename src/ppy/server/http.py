@@ -210,37 +210,6 @@ class HttpServer:
         self.server.should_exit = True
 
 
-def _bind(host: str, port: int, reuse_port: bool) -> list[socket.socket]:
-    from ppy.server.main import StartupError
-
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except OSError as exc:
-        raise StartupError(f"cannot resolve --host {host}: {exc.strerror or exc}") from None
-    sockets: list[socket.socket] = []
-    seen: set[Any] = set()
-    try:
-        for family, kind, proto, _name, address in infos:
-            if address in seen:
-                continue
-            seen.add(address)
-            sock = socket.socket(family, kind, proto)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(address)
-            sock.setblocking(False)
-    except OSError as exc:
-        for sock in sockets:
-            sock.close()
-        raise StartupError(f"cannot listen for HTTP on {host}:{port}: {exc.strerror or exc}; stop the other "
-                           "server or pick another --http-port (0 disables HTTP)") from None
-    return sockets
-
-
 async def start(state: ServerState) -> HttpServer:
     """Serve :func:`create_app` with uvicorn (httptools) on ``--http-port``, in the running event loop.
 
@@ -254,12 +223,12 @@ async def start(state: ServerState) -> HttpServer:
     import uvicorn
 
     from ppy.server.http_protocol import protocol_class
-    from ppy.server.main import SERVICE_TASK
+    from ppy.server.main import SERVICE_TASK, bind_tcp
 
     config = state.config
     app = create_app(state=state)
     # A --workers child shares the sockets its supervisor bound (see ppy.server.supervisor).
-    sockets = state.listen_sockets.get("http") or _bind(config.host, config.http_port, reuse_port=False)
+    sockets = state.listen_sockets.get("http") or bind_tcp(config.host, config.http_port, "--http-port")
     uv_config = uvicorn.Config(
         app, http=protocol_class(config.idle_timeout, config.request_timeout), ws="none", lifespan="off",
         interface="asgi3",
