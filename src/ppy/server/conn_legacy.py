@@ -1,0 +1,54 @@
+"""Legacy dialect (the seed's 11-byte header frames): one call per connection, then close."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+from ppy.errors import CallTimeout, PpyError
+from ppy.server import legacy
+from ppy.server.conn_base import CUT_OFF, ConnectionBase
+from ppy.wire import jsonvalue
+from ppy.wire.legacy import encode_frame
+
+
+class LegacyCalls(ConnectionBase):
+    def _on_legacy(self, payload: bytes) -> None:
+        # One call per connection, as the seed did: ignore anything after the frame.
+        self.done_reading = True
+        if self.transport:
+            self.transport.pause_reading()
+        try:
+            call = legacy.parse_payload(payload, self.config.max_depth)
+        except PpyError as exc:
+            self._write_legacy_error(exc)
+            self._close()
+            return
+        authed = self.authed or self.dispatcher.check_token(call.token)
+        try:
+            started = self.dispatcher.begin(call, "legacy", authed, jsonvalue.encode_legacy)
+        except PpyError as exc:
+            self._write_legacy_error(exc)
+            self._close()
+            return
+        if isinstance(started, bytes):  # finished at once: no task
+            self._write(encode_frame(started))
+            self._close()
+            return
+        self.inflight += 1
+        self.state.spawn(self._run_legacy(started))
+
+    async def _run_legacy(self, started: Coroutine[Any, Any, bytes]) -> None:
+        try:
+            body = await started
+        except PpyError as exc:
+            self._write_legacy_error(exc)
+        except asyncio.CancelledError:  # the drain deadline passed: still one answer per request
+            self._write_legacy_error(CallTimeout(CUT_OFF))
+            raise
+        else:
+            self._write(encode_frame(body))
+        finally:
+            self.inflight -= 1
+            self._close()
