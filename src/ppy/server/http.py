@@ -155,7 +155,7 @@ def create_app(app_dir: str | Path | None = None, *, state: ServerState | None =
         state.ready = True  # the registry is loaded: nothing else to wait for
     metrics = Metrics(state)
     stats = Stats(metrics.known)
-    state.dispatcher.observers += [metrics.observe, stats.observe]
+    state.dispatcher.observers += [metrics.observer, stats.observe]
     calls = HttpCalls(state, metrics)
     routes = Routes(state, metrics, stats)
     app = Starlette(

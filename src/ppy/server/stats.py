@@ -15,8 +15,8 @@ plenty for a chart).  Everything runs on the event loop thread: no locks.
 
 from __future__ import annotations
 
-import math
 import time
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,13 +29,14 @@ RATIO = 1.2  # latency bucket width: bucket k holds [MIN_LATENCY * RATIO**k, MIN
 MIN_LATENCY = 1e-6
 MAX_BUCKET = 120  # 1 µs * 1.2**120 ≈ 3 hours: every real deadline fits
 OTHER = "(other)"  # unknown methods share one row, so clients cannot grow the table
-_LOG_RATIO = math.log(RATIO)
+
+
+#: Lower edges of buckets 1..MAX_BUCKET: a C bisection finds a bucket in ~60 ns (math.log: ~250 ns).
+_EDGES = [MIN_LATENCY * RATIO ** k for k in range(1, MAX_BUCKET + 1)]
 
 
 def bucket(seconds: float) -> int:
-    if seconds <= MIN_LATENCY:
-        return 0
-    return min(MAX_BUCKET, int(math.log(seconds / MIN_LATENCY) / _LOG_RATIO))
+    return bisect_right(_EDGES, seconds)
 
 
 def bucket_value(k: int) -> float:
@@ -83,25 +84,35 @@ class Stats:
         self.known = known
         self.clock = clock
         self.methods: dict[str, deque[Slot]] = {}
+        self._current: dict[str, Slot] = {}  # known method -> its latest slot
 
     def observe(self, method: str, dialect: str, code: int, seconds: float) -> None:
-        """The dispatcher's observer hook: one finished call."""
-        if not self.known(method):
-            method = OTHER
+        """The dispatcher's observer hook: one finished call.  A method's slot of the current second
+        is one dict hit away; only the first call of a second (or of an unknown method) looks further."""
         now = int(self.clock())
-        slots = self.methods.get(method)
-        if slots is None:
-            slots = self.methods[method] = deque()
-        if not slots or slots[-1].second != now:
-            slots.append(Slot(now))
-            while slots[0].second <= now - WINDOW:
-                slots.popleft()
-        slot = slots[-1]
+        slot = self._current.get(method)
+        if slot is None or slot.second != now:
+            slot = self._slot(method, now)
         slot.calls += 1
         if code:
             slot.errors += 1
         k = bucket(seconds)
-        slot.latency[k] = slot.latency.get(k, 0) + 1
+        latency = slot.latency
+        latency[k] = latency.get(k, 0) + 1
+
+    def _slot(self, method: str, now: int) -> Slot:
+        known = self.known(method)
+        label = method if known else OTHER
+        slots = self.methods.get(label)
+        if slots is None:
+            slots = self.methods[label] = deque()
+        if not slots or slots[-1].second != now:
+            slots.append(Slot(now))
+            while slots[0].second <= now - WINDOW:
+                slots.popleft()
+        if known:  # invented names are never keys, so clients cannot grow this dict
+            self._current[method] = slots[-1]
+        return slots[-1]
 
     def snapshot(self) -> dict[str, Any]:
         """What the console draws: per method, totals over the window and one point per ``STEP``."""
@@ -113,6 +124,7 @@ class Stats:
             slots = [s for s in self.methods[method] if s.second >= start]
             if not slots:
                 del self.methods[method]  # idle for the whole window: forget it
+                self._current.pop(method, None)
                 continue
             every.extend(slots)
             methods[method] = self._describe(slots, now)
