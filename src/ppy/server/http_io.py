@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ppy.app.dispatch import UNAUTHORIZED, Dispatcher
 from ppy.errors import InvalidRequest, PpyError, Unauthorized
+from ppy.run.threads import _Rest as Resume
 from ppy.server.state import ServerState
 from ppy.wire import jsonrpc
 
@@ -95,25 +96,37 @@ async def read_body(scope: Scope, receive: Receive, limit: int, timeout: float) 
             raise Refusal(400, InvalidRequest("Content-Length is not a number; send the body's size in bytes"))
         if int(declared) > limit:
             raise Refusal(413, _too_large(int(declared), limit))
-    chunks: list[bytes] = []
-    size = 0
+    # A body that came with its headers is read without arming the deadline: a timer costs ~4 µs
+    # per request (7% of an HTTP call's server CPU).  Only a read that has to wait runs under it.
+    reading = _receive_body(receive, limit)
+    try:
+        waiting = reading.send(None)
+    except StopIteration as done:
+        body: bytes = done.value
+        return body
     try:
         async with asyncio.timeout(timeout):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise Refusal(400, InvalidRequest("client went away before sending the whole body"))
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > limit:
-                    raise Refusal(413, _too_large(size, limit))
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    break
+            body = await Resume(reading, waiting)
     except TimeoutError:
         raise Refusal(408, InvalidRequest(
             f"request body not received within {timeout:g} s (--request-timeout); send it in one go")) from None
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return body
+
+
+async def _receive_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Refusal(400, InvalidRequest("client went away before sending the whole body"))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise Refusal(413, _too_large(size, limit))
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _too_large(size: int, limit: int) -> InvalidRequest:
