@@ -24,7 +24,7 @@ from typing import Any
 from ppy.app.dispatch import application_error
 from ppy.app.function import Function
 from ppy.errors import CallTimeout
-from ppy.run.lane import SyncLane
+from ppy.run.lane import Expired, SyncLane
 
 #: A sync call faster than this (seconds) may share a pool job with the other calls of its loop turn.
 FAST_S = 0.0005
@@ -50,12 +50,12 @@ class ThreadRunner:
                     return done.value
                 async with asyncio.timeout(timeout) as deadline:
                     return await _Rest(coro, waiting)
-            async with asyncio.timeout(timeout) as deadline:
-                return await self.lane.submit(_timed_call, (fn, args, kwargs), alone=not fn.fast)
+            return await self.lane.submit(_timed_call, (fn, args, kwargs), alone=not fn.fast, timeout=timeout)
+        except Expired:  # the lane enforces sync calls' deadlines, one timer per batch
+            raise _past_deadline(fn, timeout) from None
         except TimeoutError:
             if deadline is not None and deadline.expired():
-                raise CallTimeout(f"{fn.method} ran past its {timeout:g} s deadline; make it faster, "
-                                  "or raise --timeout", {"timeout": timeout}) from None
+                raise _past_deadline(fn, timeout) from None
             raise application_error(fn.method, TimeoutError(), self.debug) from None
         except asyncio.CancelledError:
             raise
@@ -64,6 +64,11 @@ class ThreadRunner:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _past_deadline(fn: Function, timeout: float) -> CallTimeout:
+    return CallTimeout(f"{fn.method} ran past its {timeout:g} s deadline; make it faster, "
+                       "or raise --timeout", {"timeout": timeout})
 
 
 def _timed_call(fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
