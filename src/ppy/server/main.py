@@ -203,11 +203,11 @@ async def serve(config: Config, link: WorkerLink | None = None,
             await runner.start()
         except RuntimeError as exc:
             raise StartupError(str(exc)) from None
-    servers = await start_listeners(state)
     reloader = None
     if config.reload:
         reloader = reload.Reloader(state)
-        reloader.start()
+        await reloader.start()
+    servers = await start_listeners(state)
     registry = state.dispatcher.registry
     where = [f"tcp://{_hostport(config.host, config.port)}"]
     if config.uds:

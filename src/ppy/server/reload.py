@@ -88,8 +88,15 @@ class Reloader:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Start watching, and return once the watch is in place.
+
+        The first step of the watcher task creates the inotify watch synchronously (watchfiles sets it
+        up on the first ``__anext__``), so one pass of the loop is enough.  The server binds its ports
+        only after this: an edit made as soon as the port answers must not be missed.
+        """
         self._task = asyncio.get_running_loop().create_task(self._watch())
+        await asyncio.sleep(0)
 
     async def stop(self) -> None:
         self._stop.set()
