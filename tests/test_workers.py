@@ -239,3 +239,23 @@ def test_a_worker_that_cannot_start_is_retried_with_back_off() -> None:
     finally:
         code = server.stop()
     assert code == 0
+
+
+def test_console_stats_count_every_worker_s_calls(workers: Server) -> None:
+    """Whichever worker answers /console/stats.json, it shows the calls of all of them."""
+    def console_calls() -> int:
+        with httpx.Client(timeout=10) as client:  # a new connection: any worker may answer
+            snapshot = client.get(f"{workers.http_url}/console/stats.json").json()
+        return int(snapshot["methods"].get("iso.sleep", {}).get("calls", 0))
+
+    found = pids_by_connection(workers.url)
+    try:
+        for client in found.values():
+            for _ in range(10):
+                client.call("iso.sleep", 0)
+    finally:
+        for client in found.values():
+            client.close()
+    assert len(found) == 2  # both workers served calls
+    # Workers share their figures once a second; then every answer, from either worker, has all 20.
+    assert wait_for(lambda: all(console_calls() == 20 for _ in range(6)), timeout=10)

@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ppy import config as cfg
 from ppy.errors import MethodNotFound, PpyError
-from ppy.server import console
+from ppy.server import console, multiproc
 from ppy.server.http_calls import HttpCalls
 from ppy.server.http_io import HostGuard, HostRule, Refusal, error_body, reply, require_token
 from ppy.server.metrics import Metrics
@@ -64,6 +64,7 @@ class Routes:
         self.state = state
         self.metrics = metrics
         self.stats = stats
+        self.share = multiproc.StatsShare(stats) if multiproc.enabled() else None
         self.page = console.Page()
         self._openrpc: tuple[object, bytes] | None = None
 
@@ -105,7 +106,7 @@ class Routes:
 
     async def stats_json(self, scope: Scope, receive: Receive, send: Send) -> None:
         if await self._guarded(scope, send):
-            snapshot = self.stats.snapshot()
+            snapshot = self.stats.snapshot(self.share.others() if self.share is not None else ())
             snapshot["inflight"] = self.state.dispatcher.inflight
             snapshot["ready"] = self.state.ready and not self.state.draining
             await reply(send, 200, msgspec.json.encode(snapshot), headers=((b"cache-control", b"no-store"),))

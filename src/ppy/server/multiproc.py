@@ -20,6 +20,8 @@ import os
 from collections import Counter as Tally
 from typing import Any, Protocol
 
+import msgspec
+
 from ppy.server.state import ServerState
 
 # prometheus_client is imported lazily on purpose: it picks file-backed values at *import* time, so
@@ -96,3 +98,54 @@ class Publisher:
         encoder, content_type = choose_encoder(accept or "")
         body: Any = encoder(registry)
         return body, content_type
+
+
+class StatsShare:
+    """The console's live statistics across ``--workers``: each worker writes its slots to a file.
+
+    Every ``REFRESH`` seconds a worker replaces ``console-<pid>.json`` in the multiprocess folder
+    (written to a temporary name, then renamed, so a reader never sees half a file); the worker
+    answering ``/console/stats.json`` merges the others' files into its own live figures.  Files of
+    dead workers stay: their calls did happen, and their slots age out of the window.
+    """
+
+    def __init__(self, stats: Any) -> None:
+        self.stats = stats
+        self.folder = os.environ[ENV]
+        self.path = os.path.join(self.folder, f"console-{os.getpid()}.json")
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+        self._tick()
+
+    def _tick(self) -> None:
+        self.publish()
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_later(REFRESH, self._tick)
+
+    def publish(self) -> None:
+        temp = self.path + ".tmp"
+        try:
+            with open(temp, "wb") as out:
+                out.write(msgspec.json.encode(self.stats.export()))
+            os.replace(temp, self.path)
+        except OSError:  # the folder went away (supervisor exiting): nothing to share any more
+            pass
+
+    def others(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        try:
+            names = os.listdir(self.folder)
+        except OSError:
+            return found
+        for name in names:
+            path = os.path.join(self.folder, name)
+            if not (name.startswith("console-") and name.endswith(".json")) or path == self.path:
+                continue
+            try:
+                with open(path, "rb") as src:
+                    found.append(msgspec.json.decode(src.read()))
+            except (OSError, msgspec.DecodeError):
+                continue  # a worker being replaced right now: its next file will do
+        return found

@@ -114,17 +114,34 @@ class Stats:
             self._current[method] = slots[-1]
         return slots[-1]
 
-    def snapshot(self) -> dict[str, Any]:
-        """What the console draws: per method, totals over the window and one point per ``STEP``."""
+    def export(self) -> dict[str, list[list[Any]]]:
+        """This process's slots as plain JSON-able lists, for the other ``--workers`` to merge."""
+        return {method: [[s.second, s.calls, s.errors, s.latency] for s in slots]
+                for method, slots in self.methods.items()}
+
+    def snapshot(self, others: Iterable[dict[str, list[list[Any]]]] = ()) -> dict[str, Any]:
+        """What the console draws: per method, totals over the window and one point per ``STEP``.
+
+        ``others`` are :meth:`export` results of the other ``--workers`` processes, merged in so that
+        the console shows the whole server whichever worker answers it.
+        """
         now = int(self.clock())
         start = now - WINDOW + 1
         methods: dict[str, Any] = {}
         every: list[Slot] = []
         for method in list(self.methods):
-            slots = [s for s in self.methods[method] if s.second >= start]
-            if not slots:
+            if not any(s.second >= start for s in self.methods[method]):
                 del self.methods[method]  # idle for the whole window: forget it
                 self._current.pop(method, None)
+        by_method: dict[str, list[Slot]] = {m: list(slots) for m, slots in self.methods.items()}
+        for exported in others:
+            for method, rows in exported.items():
+                by_method.setdefault(method, []).extend(
+                    Slot(second, calls, errors, {int(k): n for k, n in latency.items()})
+                    for second, calls, errors, latency in rows)
+        for method, all_slots in by_method.items():
+            slots = [s for s in all_slots if s.second >= start]
+            if not slots:
                 continue
             every.extend(slots)
             methods[method] = self._describe(slots, now)
