@@ -6,8 +6,10 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install run test lint system-deps bench bench-smoke clean
 
+# Debian ships venv support separately (python3-venv): install it when root and it is missing.
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
