@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import Counter as Tally
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import msgspec
@@ -32,6 +33,25 @@ REFRESH = 1.0  # seconds between publications of a worker's live values
 RESPAWN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 RESPAWN_HELP = "Time from a worker's end to its replacement serving, by pool (workers, isolate)"
 LIMITS = ("max_inflight", "timeout", "max_connections", "max_frame_bytes", "request_timeout")
+
+
+def every_refresh(publish: Callable[[], None]) -> None:
+    """Call ``publish`` now and every ``REFRESH`` seconds while the event loop runs.
+
+    Built outside a running loop (an ASGI factory), it publishes once; scrapes publish again.
+    """
+    publish()
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+
+    def tick() -> None:
+        if not loop.is_closed():
+            publish()
+            loop.call_later(REFRESH, tick)
+
+    loop.call_later(REFRESH, tick)
 
 
 def enabled() -> bool:
@@ -59,16 +79,7 @@ class Publisher:
         self.trips = Counter("ppy_limit_trips", "Requests refused or cut short by a limit, by limit", ["limit"],
                              registry=None)
         self._published: Tally[str] = Tally()
-        try:
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:  # built outside a running server (an ASGI factory): publish on scrape only
-            self._loop = None
-        self._tick()
-
-    def _tick(self) -> None:
-        self.publish()
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_later(REFRESH, self._tick)
+        every_refresh(self.publish)
 
     def publish(self) -> None:
         state = self.source.state
@@ -113,16 +124,7 @@ class StatsShare:
         self.stats = stats
         self.folder = os.environ[ENV]
         self.path = os.path.join(self.folder, f"console-{os.getpid()}.json")
-        try:
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = None
-        self._tick()
-
-    def _tick(self) -> None:
-        self.publish()
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_later(REFRESH, self._tick)
+        every_refresh(self.publish)
 
     def publish(self) -> None:
         temp = self.path + ".tmp"
