@@ -103,13 +103,21 @@ def test_cpu_bound_calls_run_in_parallel(workers: Server) -> None:
 
 
 def test_unix_socket_and_http_are_shared_too(workers: Server, uds_path: Path) -> None:
-    seen = set()
-    for _ in range(40):
-        with ppy.Client(f"unix://{uds_path}") as client:
-            seen.add(client.call("iso.pid"))
-        if len(seen) == 2:
-            break
-    assert len(seen) == 2
+    # One Unix listening socket is shared by every worker, and the kernel may hand a burst of
+    # sequential connections all to the same one. Freeze every other worker (SIGSTOP) so the
+    # target alone can accept: each worker must then answer on the shared socket by itself.
+    pids = children(workers.proc.pid)
+    assert len(pids) == 2
+    for target in pids:
+        others = pids - {target}
+        for pid in others:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            with ppy.Client(f"unix://{uds_path}", timeout=10) as client:
+                assert client.call("iso.pid") == target
+        finally:
+            for pid in others:
+                os.kill(pid, signal.SIGCONT)
     http_pids = set()
     for _ in range(40):
         with httpx.Client(timeout=10) as client:  # a new connection each time
