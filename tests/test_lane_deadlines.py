@@ -20,7 +20,7 @@ def _sleep(seconds: float) -> str:
 def test_a_call_past_its_deadline_expires_and_its_batch_mates_do_not() -> None:
     async def main() -> None:
         pool = ThreadPoolExecutor(4)
-        lane = SyncLane(pool)
+        lane = SyncLane(pool, cpu_slots=2)
         try:
             slow = lane.submit(_sleep, (0.5,), timeout=0.1)  # one loop turn: one batch, one timer
             fast = [lane.submit(_sleep, (0,), timeout=5.0) for _ in range(5)]
@@ -41,7 +41,7 @@ def test_a_call_past_its_deadline_expires_and_its_batch_mates_do_not() -> None:
 def test_the_batch_timer_is_cancelled_when_its_last_call_is_delivered() -> None:
     async def main() -> None:
         pool = ThreadPoolExecutor(2)
-        lane = SyncLane(pool)
+        lane = SyncLane(pool, cpu_slots=2)
         try:
             futures = [lane.submit(_sleep, (0,), timeout=30.0) for _ in range(10)]
             await asyncio.sleep(0)  # the lane submits the batch and arms its one timer

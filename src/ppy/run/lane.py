@@ -15,6 +15,13 @@ the batch not started yet moves to a job of its own, exactly as if each had
 been submitted alone.  A batch merely waiting for the GIL or a free thread is
 left whole: splitting it would only multiply hops when the server is busiest.
 
+Calls of CPU-bound functions go through a gate of a few slots (``cpu_slots``)
+instead of each taking a pool thread: with one GIL, sixteen threads crunching
+numbers finish no sooner than two, and every waiting thread wakes every 5 ms
+(the GIL's switch interval) to ask for it, preempting the thread that holds
+it when all cores are busy.  Queued calls wait in arrival order and run in
+the thread of the call that frees the slot (no hop through the loop).
+
 Deadlines are the lane's too: the calls of one batch share one timer (they
 arrived in the same loop turn, so their deadlines are nearly equal), set when
 the batch starts and cancelled when its last call is delivered.  A call past
@@ -27,6 +34,7 @@ flight), more than the batched hop itself.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -47,12 +55,13 @@ class Expired(Exception):
 class Deadlines:
     """The deadlines of one batch's calls and the one timer that enforces them."""
 
-    __slots__ = ("calls", "left", "timer")
+    __slots__ = ("calls", "left", "on_expire", "timer")
 
-    def __init__(self) -> None:
+    def __init__(self, on_expire: Callable[[], object] | None = None) -> None:
         self.calls: list[tuple[asyncio.Future[Any], float]] = []  # (future, loop time it expires)
         self.left = 0  # calls not delivered yet
         self.timer: asyncio.TimerHandle | None = None
+        self.on_expire = on_expire  # a gated call gives its CPU slot back when it is abandoned
 
     def arm(self, loop: asyncio.AbstractEventLoop) -> None:
         """(Re-)arm the timer for the earliest deadline of a call still waiting; none if none waits."""
@@ -64,6 +73,8 @@ class Deadlines:
         for fut, when in self.calls:
             if when <= now and not fut.done():
                 fut.set_exception(Expired())
+                if self.on_expire is not None:
+                    self.on_expire()
         self.arm(loop)
 
     def delivered(self) -> None:
@@ -76,16 +87,20 @@ class Deadlines:
 class Batch:
     """Calls run one after the other by one pool thread; ``running_since`` is 0.0 between calls."""
 
-    __slots__ = ("items", "running_since")
+    __slots__ = ("items", "running_since", "slot")
 
     def __init__(self, items: deque[Item]) -> None:
         self.items = items
         self.running_since = 0.0
+        self.slot = False  # it holds a CPU slot of the gate (changed under the gate's lock)
 
 
 class SyncLane:
-    def __init__(self, pool: Executor) -> None:
+    def __init__(self, pool: Executor, cpu_slots: int) -> None:
         self.pool = pool
+        self._gate_lock = threading.Lock()  # pool threads hand slots over without the loop
+        self._gate_free = cpu_slots  # CPU-bound calls that may start now
+        self._gate_queue: deque[Batch] = deque()  # CPU-bound calls waiting for a slot, oldest first
         self._pending: list[Item] = []  # calls of this loop turn, not submitted yet
         self._deadlines = Deadlines()  # those of the calls in _pending
         self._finished: deque[tuple[asyncio.Future[Any], bool, Any, Deadlines]] = deque()  # by pool threads
@@ -93,12 +108,12 @@ class SyncLane:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], *, alone: bool = False,
-               timeout: float | None = None) -> asyncio.Future[Any]:
+               cpu_bound: bool = False, timeout: float | None = None) -> asyncio.Future[Any]:
         """Queue a blocking call; the future resolves with its result or exception (BaseException included),
-        or :class:`Expired` once ``timeout`` seconds have passed without a result.
+        or :class:`Expired` once ``timeout`` seconds have passed without a result (waiting included).
 
-        ``alone`` gives the call a pool job of its own at once (a call known to be slow would only hold
-        up the calls batched behind it).
+        ``alone`` gives the call a pool job of its own (a call known to be slow would only hold up the
+        calls batched behind it); with ``cpu_bound`` too, that job waits for a CPU slot.
         """
         loop = self._loop
         if loop is None:
@@ -106,9 +121,14 @@ class SyncLane:
         fut: asyncio.Future[Any] = loop.create_future()
         if alone:
             deadlines = Deadlines()
+            batch = Batch(deque(((fn, args, fut, deadlines),)))
             self._add(deadlines, fut, loop, timeout)
+            if cpu_bound:
+                deadlines.on_expire = lambda: self._hand_over(batch, in_thread=False)
+                self._enter_gate(batch)
+            else:
+                self.pool.submit(self._run, batch)
             deadlines.arm(loop)
-            self.pool.submit(self._run, Batch(deque(((fn, args, fut, deadlines),))))
             return fut
         deadlines = self._deadlines
         if not self._pending:
@@ -152,6 +172,42 @@ class SyncLane:
                 return
             self.pool.submit(self._run, Batch(deque((item,))))
 
+    def _enter_gate(self, batch: Batch) -> None:
+        with self._gate_lock:
+            if not self._gate_free:
+                self._gate_queue.append(batch)
+                return
+            self._gate_free -= 1
+            batch.slot = True
+        self.pool.submit(self._run_gated, batch)
+
+    def _run_gated(self, batch: Batch | None) -> None:
+        """In a pool thread holding a CPU slot: run the batch, then the calls queued for a slot."""
+        while batch is not None:
+            self._run(batch)
+            batch = self._hand_over(batch, in_thread=True)
+
+    def _hand_over(self, batch: Batch, *, in_thread: bool) -> Batch | None:
+        """Pass ``batch``'s CPU slot to the oldest queued call, or free it.
+
+        Called when the batch's call returned (``in_thread``: the returning thread runs the next call
+        itself) or when its deadline passed (from the loop: a call computing forever must not keep a
+        slot; the next call gets a thread of its own).  Only the first of the two passes the slot on.
+        """
+        with self._gate_lock:
+            if not batch.slot:
+                return None
+            batch.slot = False
+            if not self._gate_queue:
+                self._gate_free += 1
+                return None
+            nxt = self._gate_queue.popleft()
+            nxt.slot = True
+        if in_thread:
+            return nxt
+        self.pool.submit(self._run_gated, nxt)
+        return None
+
     def _run(self, batch: Batch) -> None:
         """In a pool thread: run calls until the batch is empty (the watchdog may take some away)."""
         items = batch.items
@@ -160,12 +216,15 @@ class SyncLane:
                 fn, args, fut, deadlines = items.popleft()
             except IndexError:
                 return
-            batch.running_since = time.monotonic()
-            try:
-                outcome = (fut, True, fn(*args), deadlines)
-            except BaseException as exc:  # sys.exit() in user code must not kill the thread
-                outcome = (fut, False, exc, deadlines)
-            batch.running_since = 0.0
+            if fut.done():  # its deadline passed while it waited: the client has its -32001 already
+                outcome: tuple[asyncio.Future[Any], bool, Any, Deadlines] = (fut, False, Expired(), deadlines)
+            else:
+                batch.running_since = time.monotonic()
+                try:
+                    outcome = (fut, True, fn(*args), deadlines)
+                except BaseException as exc:  # sys.exit() in user code must not kill the thread
+                    outcome = (fut, False, exc, deadlines)
+                batch.running_since = 0.0
             self._finished.append(outcome)
             # Append first, then look at the flag; the loop clears the flag before draining, so a result
             # is either drained by a wake-up already posted or posts a new one.

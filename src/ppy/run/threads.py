@@ -28,12 +28,19 @@ from ppy.run.lane import Expired, SyncLane
 
 #: A sync call faster than this (seconds) may share a pool job with the other calls of its loop turn.
 FAST_S = 0.0005
+#: CPU-bound calls running at once per process (``SyncLane`` gate); more only take turns on the GIL.
+#: Two keep a core busy while the other slot's result travels back (measured in docs/performance.md).
+CPU_SLOTS = 2
+#: A slow call is CPU-bound when its thread's CPU time is at least this share of its wall time.  Calls
+#: in a full gate share the GIL between CPU_SLOTS threads, so one pure computation reads ~1/CPU_SLOTS;
+#: a function that mostly sleeps or waits on I/O reads near 0.
+CPU_SHARE = 0.5 / CPU_SLOTS
 
 
 class ThreadRunner:
     def __init__(self, threads: int, *, debug: bool = False) -> None:
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ppy-call")
-        self.lane = SyncLane(self.pool)
+        self.lane = SyncLane(self.pool, min(CPU_SLOTS, threads))
         self.debug = debug
 
     async def run(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float) -> Any:
@@ -50,7 +57,11 @@ class ThreadRunner:
                     return done.value
                 async with asyncio.timeout(timeout) as deadline:
                     return await _Rest(coro, waiting)
-            return await self.lane.submit(_timed_call, (fn, args, kwargs), alone=not fn.fast, timeout=timeout)
+            cpu_bound = fn.cpu_bound
+            if cpu_bound is None:  # never measured: this call runs at once and tells; calls of the
+                fn.cpu_bound = True  # same function arriving before it returns wait for a CPU slot
+            return await self.lane.submit(_timed_call, (fn, args, kwargs), alone=not fn.fast,
+                                          cpu_bound=bool(cpu_bound), timeout=timeout)
         except Expired:  # the lane enforces sync calls' deadlines, one timer per batch
             raise _past_deadline(fn, timeout) from None
         except TimeoutError:
@@ -72,12 +83,21 @@ def _past_deadline(fn: Function, timeout: float) -> CallTimeout:
 
 
 def _timed_call(fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """Run in a pool thread, remembering whether the call was fast enough to share a job next time."""
+    """Run in a pool thread, remembering whether the call was fast enough to share a job next time
+    and, for a slow one, whether it computed (CPU slots) or waited (a thread of its own)."""
     start = time.perf_counter()
+    if fn.fast:  # the common case stays one clock read: thread_time() is a system call
+        try:
+            return fn.fn(*args, **kwargs)
+        finally:
+            fn.fast = time.perf_counter() - start < FAST_S
+    cpu = time.thread_time()
     try:
         return fn.fn(*args, **kwargs)
     finally:
-        fn.fast = time.perf_counter() - start < FAST_S
+        wall = time.perf_counter() - start
+        fn.fast = wall < FAST_S
+        fn.cpu_bound = time.thread_time() - cpu >= CPU_SHARE * wall
 
 
 class _Rest:

@@ -1,0 +1,144 @@
+"""CPU-bound sync functions queue for a few CPU slots; functions that wait get a thread per call.
+
+With one GIL, many threads computing at once finish no sooner than two, and their GIL
+hand-overs cost the whole process (docs/performance.md, target 7).  The server tells the two
+kinds apart by the CPU time of each slow call's thread against its wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import ppy
+from conftest import APPS, Server
+from ppy.run.lane import Expired, SyncLane
+from ppy.run.threads import CPU_SLOTS
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    srv = Server(APPS / "gate")
+    yield srv
+    assert srv.stop() == 0, srv.output()
+
+
+def _together(server: Server, method: str, arg: int, n: int) -> list[object]:
+    """``n`` calls at once, each on its own connection."""
+    def one(_: int) -> object:
+        with ppy.Client(server.url, timeout=30) as client:
+            return client.call(method, arg)
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def test_cpu_bound_calls_run_at_most_cpu_slots_at_once(server: Server) -> None:
+    _together(server, "g.crunch", 20, 1)  # measured once: CPU-bound
+    with ppy.Client(server.url) as client:
+        client.call("g.peak")
+    results = _together(server, "g.crunch", 50, 8)
+    assert all(isinstance(n, int) and n > 0 for n in results)
+    with ppy.Client(server.url) as client:
+        assert 1 <= client.call("g.peak") <= CPU_SLOTS
+
+
+def test_calls_that_wait_are_not_held_to_the_cpu_slots(server: Server) -> None:
+    _together(server, "g.wait", 50, 1)  # measured once: it waits
+    with ppy.Client(server.url) as client:
+        client.call("g.peak")
+    assert _together(server, "g.wait", 300, 8) == [300] * 8
+    with ppy.Client(server.url) as client:
+        assert client.call("g.peak") == 8  # all eight slept side by side
+
+
+def test_a_function_that_turns_from_waiting_to_computing_is_gated_again(server: Server) -> None:
+    # A fresh function per test would need a fresh app; the same function measured after a slow
+    # computing call moves back to the slots (each slow call re-measures).
+    _together(server, "g.wait", 50, 1)
+    _together(server, "g.crunch", 20, 1)
+    with ppy.Client(server.url) as client:
+        client.call("g.peak")
+    _together(server, "g.crunch", 50, 6)
+    with ppy.Client(server.url) as client:
+        assert client.call("g.peak") <= CPU_SLOTS
+        assert client.call("g.wait", 1) == 1  # and the server still answers
+
+
+def _record(order: list[int], i: int, seconds: float) -> int:
+    order.append(i)
+    time.sleep(seconds)
+    return i
+
+
+def test_the_gate_keeps_arrival_order_and_skips_calls_whose_deadline_passed_while_queued() -> None:
+    async def main() -> None:
+        pool = ThreadPoolExecutor(8)
+        lane = SyncLane(pool, cpu_slots=1)
+        order: list[int] = []
+        try:
+            first = lane.submit(_record, (order, 0, 0.3), alone=True, cpu_bound=True, timeout=5)
+            late = lane.submit(_record, (order, 1, 0), alone=True, cpu_bound=True, timeout=0.1)
+            rest = [lane.submit(_record, (order, i, 0), alone=True, cpu_bound=True, timeout=5) for i in (2, 3, 4)]
+            free = lane.submit(_record, (order, 9, 0), alone=True, cpu_bound=False, timeout=5)
+            assert await free == 9  # not gated: it ran while the slot was taken
+            with pytest.raises(Expired):
+                await late
+            assert await first == 0 and await asyncio.gather(*rest) == [2, 3, 4]
+            assert order == [0, 9, 2, 3, 4]  # 1 expired in the queue and never ran; the rest in order
+            assert lane._gate_free == 1 and not lane._gate_queue
+        finally:
+            pool.shutdown(wait=True)
+
+    asyncio.run(main())
+
+
+def test_a_call_that_raises_gives_its_slot_back() -> None:
+    def boom() -> None:
+        raise SystemExit(3)
+
+    async def main() -> None:
+        pool = ThreadPoolExecutor(2)
+        lane = SyncLane(pool, cpu_slots=1)
+        try:
+            with pytest.raises(SystemExit):
+                await lane.submit(boom, (), alone=True, cpu_bound=True, timeout=5)
+            assert await lane.submit(threading.get_ident, (), alone=True, cpu_bound=True, timeout=5)
+            assert lane._gate_free == 1
+        finally:
+            pool.shutdown(wait=True)
+
+    asyncio.run(main())
+
+
+def test_a_call_past_its_deadline_gives_its_slot_to_the_next_call_once() -> None:
+    # A function computing forever must not hold a CPU slot forever: past its deadline the client
+    # has its -32001 and the slot passes on, while the abandoned call keeps its thread until it ends.
+    ended = threading.Event()
+
+    def stuck() -> None:
+        time.sleep(0.8)
+        ended.set()
+
+    async def main() -> None:
+        pool = ThreadPoolExecutor(4)
+        lane = SyncLane(pool, cpu_slots=1)
+        try:
+            hung = lane.submit(stuck, (), alone=True, cpu_bound=True, timeout=0.1)
+            nxt = lane.submit(threading.get_ident, (), alone=True, cpu_bound=True, timeout=5)
+            with pytest.raises(Expired):
+                await hung
+            assert await nxt and not ended.is_set()  # served while the abandoned call still runs
+            await asyncio.sleep(1.0)
+            assert ended.is_set() and lane._gate_free == 1  # its return did not free a second slot
+        finally:
+            pool.shutdown(wait=True)
+
+    asyncio.run(main())
