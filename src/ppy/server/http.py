@@ -170,7 +170,8 @@ def create_app(app_dir: str | Path | None = None, *, state: ServerState | None =
             Route("/readyz", Asgi(routes.readyz), methods=["GET"]),
             Route("/console/stats.json", Asgi(routes.stats_json), methods=["GET"]),
         ],
-        middleware=[Middleware(HostGuard, rule=HostRule(state.config.host, state.config.allowed_hosts))],
+        middleware=[Middleware(HostGuard, rule=HostRule(state.config.host, state.config.allowed_hosts),
+                               rpc=calls.rpc)],
         exception_handlers={404: _not_found, 405: _not_found},
     )
     app.state.ppy = state
