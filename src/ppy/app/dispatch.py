@@ -13,7 +13,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from ppy.app.discover import document
 from ppy.app.function import Function
@@ -28,6 +28,15 @@ access = logging.getLogger("ppy.access")
 #: observer(method, dialect, error code or 0, seconds) — metrics hang off this.
 Observer = Callable[[str, str, int, float], None]
 Encoder = Callable[[Any], bytes]
+#: then(call, encoded result or error): how a front end that passed it to begin() hears of the end.
+Then = Callable[[Call, "bytes | PpyError"], None]
+
+
+class Pending:
+    """What :meth:`Dispatcher.begin` returns for a call it started with a callback: no task to await."""
+
+
+PENDING = Pending()
 
 UNAUTHORIZED = ("token required: authenticate first (lines: call rpc.auth with [token]; legacy: add a "
                 '"token" key; HTTP: send Authorization: Bearer <token>)')
@@ -35,6 +44,11 @@ UNAUTHORIZED = ("token required: authenticate first (lines: call rpc.auth with [
 
 class Runner(Protocol):
     async def run(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float) -> Any: ...
+
+    def start_sync(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float,
+                   settle: Callable[[Any, PpyError | None], None]) -> bool:
+        """Start the call with a callback instead of a task, if this runner can for this function."""
+        ...
 
     def close(self) -> None: ...
 
@@ -84,14 +98,17 @@ class Dispatcher:
 
     async def call(self, call: Call, dialect: str, authed: bool, encode: Encoder) -> bytes:
         """Run one call and return its encoded result, or raise a PpyError."""
-        started = self.begin(call, dialect, authed, encode)
-        return started if isinstance(started, bytes) else await started
+        started = self.begin(call, dialect, authed, encode)  # no ``then``: never PENDING
+        return started if isinstance(started, bytes) else await cast(Coroutine[Any, Any, bytes], started)
 
-    def begin(self, call: Call, dialect: str, authed: bool, encode: Encoder) -> bytes | Coroutine[Any, Any, bytes]:
+    def begin(self, call: Call, dialect: str, authed: bool, encode: Encoder,
+              then: Then | None = None) -> bytes | Coroutine[Any, Any, bytes] | Pending:
         """Start one call: its encoded result when it finished at once, else a coroutine that finishes it.
 
         Built-ins and refused calls finish here, with no task, so front ends answer them straight from
-        ``data_received`` (docs/performance.md).
+        ``data_received`` (docs/performance.md).  A front end that passes ``then`` may instead get
+        ``PENDING``: the runner took the call without a task (a sync function that was fast) and
+        ``then`` receives its encoded result or error on the event loop.
         Raises PpyError when the call failed at once.
         """
         start = time.perf_counter()
@@ -113,6 +130,9 @@ class Dispatcher:
                 # Counted now, not when the coroutine first runs: a burst of requests decoded from one
                 # read is admitted one by one, so --max-inflight holds for pipelined clients too.
                 self.inflight += 1
+                if then is not None and not fn.is_async and self.runner.start_sync(
+                        fn, args, kwargs, self._timeout(call), _Settle(self, call, dialect, start, encode, then)):
+                    return PENDING
                 return self._finish(call, dialect, start, fn, args, kwargs, encode)
             body = encode(result)
         except PpyError as exc:
@@ -123,9 +143,8 @@ class Dispatcher:
 
     async def _finish(self, call: Call, dialect: str, start: float, fn: Function, args: tuple[Any, ...],
                       kwargs: dict[str, Any], encode: Encoder) -> bytes:
-        timeout = self.timeout if call.timeout is None else min(call.timeout, self.timeout)
         try:  # self.inflight was counted by begin()
-            body = encode(await self.runner.run(fn, args, kwargs, timeout))
+            body = encode(await self.runner.run(fn, args, kwargs, self._timeout(call)))
         except PpyError as exc:
             self._done(call, dialect, start, exc)
             raise
@@ -133,6 +152,9 @@ class Dispatcher:
             self.inflight -= 1
         self._done(call, dialect, start, None)
         return body
+
+    def _timeout(self, call: Call) -> float:
+        return self.timeout if call.timeout is None else min(call.timeout, self.timeout)
 
     def _done(self, call: Call, dialect: str, start: float, exc: PpyError | None) -> None:
         """Log a failure, the access line when enabled, and feed the observers (metrics)."""
@@ -170,3 +192,26 @@ class Dispatcher:
         if method == "rpc.discover":
             return self.discovery()
         raise self.registry.not_found(method)
+
+
+class _Settle:
+    """The end of a call started with a callback: what :meth:`Dispatcher._finish` does after its ``await``."""
+
+    __slots__ = ("call", "dialect", "dispatcher", "encode", "start", "then")
+
+    def __init__(self, dispatcher: Dispatcher, call: Call, dialect: str, start: float, encode: Encoder,
+                 then: Then) -> None:
+        self.dispatcher, self.call, self.dialect, self.start, self.encode, self.then = (
+            dispatcher, call, dialect, start, encode, then)
+
+    def __call__(self, result: Any, error: PpyError | None) -> None:
+        dispatcher = self.dispatcher
+        dispatcher.inflight -= 1
+        body = b""
+        if error is None:
+            try:
+                body = self.encode(result)
+            except PpyError as exc:
+                error = exc
+        dispatcher._done(self.call, self.dialect, self.start, error)
+        self.then(self.call, body if error is None else error)

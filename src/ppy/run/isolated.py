@@ -158,6 +158,11 @@ class IsolatedRunner:
                                "see its error output above")
         log.info("isolate: %d workers ready (pids %s)", self.size, " ".join(str(w.pid) for w in self.workers))
 
+    def start_sync(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float,
+                   settle: Callable[[Any, PpyError | None], None]) -> bool:
+        """Every call is awaited through :meth:`run` (its worker's reply is read by a task anyway)."""
+        return False
+
     def close(self) -> None:
         self._closing = True
         for task in self._tasks:

@@ -39,13 +39,25 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, Protocol
 
 #: How long a batch may hold calls it has not started before they move to another thread.  Short
 #: enough to be invisible next to a slow call, long enough that a batch of fast calls never splits.
 SPLIT_AFTER_S = 0.002
 
-Item = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", "Deadlines"]
+
+
+class Outcome(Protocol):
+    """Where a call's result goes: an ``asyncio.Future``, or an object that calls back (ppy.run.threads)."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: Any, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
+Item = tuple[Callable[..., Any], tuple[Any, ...], Outcome, "Deadlines"]
 
 
 class Expired(Exception):
@@ -58,7 +70,7 @@ class Deadlines:
     __slots__ = ("calls", "left", "on_expire", "timer")
 
     def __init__(self, on_expire: Callable[[], object] | None = None) -> None:
-        self.calls: list[tuple[asyncio.Future[Any], float]] = []  # (future, loop time it expires)
+        self.calls: list[tuple[Outcome, float]] = []  # (outcome, loop time it expires)
         self.left = 0  # calls not delivered yet
         self.timer: asyncio.TimerHandle | None = None
         self.on_expire = on_expire  # a gated call gives its CPU slot back when it is abandoned
@@ -103,7 +115,7 @@ class SyncLane:
         self._gate_queue: deque[Batch] = deque()  # CPU-bound calls waiting for a slot, oldest first
         self._pending: list[Item] = []  # calls of this loop turn, not submitted yet
         self._deadlines = Deadlines()  # those of the calls in _pending
-        self._finished: deque[tuple[asyncio.Future[Any], bool, Any, Deadlines]] = deque()  # by pool threads
+        self._finished: deque[tuple[Outcome, bool, Any, Deadlines]] = deque()  # by pool threads
         self._wake_posted = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -119,6 +131,15 @@ class SyncLane:
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
+        self.submit_to(fut, fn, args, alone=alone, cpu_bound=cpu_bound, timeout=timeout)
+        return fut
+
+    def submit_to(self, fut: Outcome, fn: Callable[..., Any], args: tuple[Any, ...], *, alone: bool = False,
+                  cpu_bound: bool = False, timeout: float | None = None) -> None:
+        """:meth:`submit`, settling ``fut`` (called on the event loop thread)."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         if alone:
             deadlines = Deadlines()
             batch = Batch(deque(((fn, args, fut, deadlines),)))
@@ -129,17 +150,16 @@ class SyncLane:
             else:
                 self.pool.submit(self._run, batch)
             deadlines.arm(loop)
-            return fut
+            return
         deadlines = self._deadlines
         if not self._pending:
             loop.call_soon(self._flush)
             deadlines = self._deadlines = Deadlines()
         self._add(deadlines, fut, loop, timeout)
         self._pending.append((fn, args, fut, deadlines))
-        return fut
 
     @staticmethod
-    def _add(deadlines: Deadlines, fut: asyncio.Future[Any], loop: asyncio.AbstractEventLoop,
+    def _add(deadlines: Deadlines, fut: Outcome, loop: asyncio.AbstractEventLoop,
              timeout: float | None) -> None:
         deadlines.left += 1
         if timeout is not None:
@@ -217,7 +237,7 @@ class SyncLane:
             except IndexError:
                 return
             if fut.done():  # its deadline passed while it waited: the client has its -32001 already
-                outcome: tuple[asyncio.Future[Any], bool, Any, Deadlines] = (fut, False, Expired(), deadlines)
+                outcome: tuple[Outcome, bool, Any, Deadlines] = (fut, False, Expired(), deadlines)
             else:
                 batch.running_since = time.monotonic()
                 try:

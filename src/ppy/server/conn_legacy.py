@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, cast
 
+from ppy.app.dispatch import PENDING
 from ppy.errors import CallTimeout, PpyError
 from ppy.server import legacy
 from ppy.server.conn_base import CUT_OFF, ConnectionBase
 from ppy.wire import jsonvalue
 from ppy.wire.legacy import encode_frame
+from ppy.wire.model import Call
 
 
 class LegacyCalls(ConnectionBase):
@@ -27,7 +29,7 @@ class LegacyCalls(ConnectionBase):
             return
         authed = self.authed or self.dispatcher.check_token(call.token)
         try:
-            started = self.dispatcher.begin(call, "legacy", authed, jsonvalue.encode_legacy)
+            started = self.dispatcher.begin(call, "legacy", authed, jsonvalue.encode_legacy, self._settled_legacy)
         except PpyError as exc:
             self._write_legacy_error(exc)
             self._close()
@@ -37,7 +39,16 @@ class LegacyCalls(ConnectionBase):
             self._close()
             return
         self.inflight += 1
-        self.state.spawn(self._run_legacy(started))
+        if started is not PENDING:  # else the runner calls _settled_legacy when it is done: no task
+            self.state.spawn(self._run_legacy(cast(Coroutine[Any, Any, bytes], started)))
+
+    def _settled_legacy(self, call: Call, outcome: bytes | PpyError) -> None:
+        if isinstance(outcome, PpyError):
+            self._write_legacy_error(outcome)
+        else:
+            self._write(encode_frame(outcome))
+        self.inflight -= 1
+        self._close()
 
     async def _run_legacy(self, started: Coroutine[Any, Any, bytes]) -> None:
         try:

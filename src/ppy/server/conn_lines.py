@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, cast
 
+from ppy.app.dispatch import PENDING
 from ppy.errors import CallTimeout, Overloaded, PpyError
 from ppy.server.conn_base import CUT_OFF, ConnectionBase
 from ppy.wire import jsonrpc, jsonvalue
@@ -36,10 +37,14 @@ class LinesCalls(ConnectionBase):
             out.append(jsonrpc.encode_error(item.id, item.error))
             return
         try:
-            started = self.dispatcher.begin(item, "lines", self.authed, jsonvalue.encode)
+            started = self.dispatcher.begin(item, "lines", self.authed, jsonvalue.encode, self._settled)
         except PpyError as exc:
             if not item.notify:
                 out.append(jsonrpc.encode_error(item.id, exc))
+            return
+        if started is PENDING:  # the runner calls _settled when it is done: no task
+            self.inflight += 1
+            self.queued += 1
             return
         if isinstance(started, bytes):
             if item.method == "rpc.auth":
@@ -49,7 +54,16 @@ class LinesCalls(ConnectionBase):
             return
         self.inflight += 1
         self.queued += 1
-        self.state.spawn(self._run_one(item, started))
+        self.state.spawn(self._run_one(item, cast(Coroutine[Any, Any, bytes], started)))
+
+    def _settled(self, item: Call, outcome: bytes | PpyError) -> None:
+        """A call begun with PENDING has ended (on the loop, from the lane's delivery)."""
+        if not item.notify:
+            if isinstance(outcome, PpyError):
+                self._send_soon(jsonrpc.encode_error(item.id, outcome))
+            else:
+                self._send_soon(jsonrpc.encode_result(item.id, outcome))
+        self._call_done(1)
 
     async def _reply(self, item: jsonrpc.Item) -> bytes | None:
         if isinstance(item, jsonrpc.Rejected):

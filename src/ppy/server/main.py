@@ -289,14 +289,17 @@ async def _finish_calls_and_connections(state: ServerState) -> None:
     deadline = loop.time() + state.config.timeout + 2.0
     for conn in list(state.connections):
         conn.drain_close()
-    while state.tasks or state.connections:
+    while state.tasks or state.connections or state.dispatcher.inflight:
         remaining = deadline - loop.time()
         if remaining <= 0:
             break
         waits: set[asyncio.Future[Any]] = set(state.tasks)
         waits.update(lost for conn in state.connections if (lost := getattr(conn, "lost", None)) is not None)
-        if not waits:  # connections that cannot be awaited: nothing left to wait for
-            break
+        if not waits:
+            if state.dispatcher.inflight:  # calls run without a task (lane callbacks) whose client left
+                await asyncio.sleep(0.01)
+                continue
+            break  # connections that cannot be awaited: nothing left to wait for
         await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
         for conn in list(state.connections):
             conn.drain_close()
