@@ -142,3 +142,45 @@ def test_a_call_past_its_deadline_gives_its_slot_to_the_next_call_once() -> None
             pool.shutdown(wait=True)
 
     asyncio.run(main())
+
+
+def test_a_running_gated_call_past_its_deadline_reports_itself_and_a_queued_one_does_not() -> None:
+    abandoned: list[str] = []
+
+    async def main() -> None:
+        pool = ThreadPoolExecutor(4)
+        lane = SyncLane(pool, cpu_slots=1)
+        try:
+            running = lane.submit(time.sleep, (0.5,), alone=True, cpu_bound=True, timeout=0.1,
+                                  on_abandon=lambda: abandoned.append("running"))
+            queued = lane.submit(time.sleep, (0,), alone=True, cpu_bound=True, timeout=0.05,
+                                 on_abandon=lambda: abandoned.append("queued"))
+            for fut in (running, queued):
+                with pytest.raises(Expired):
+                    await fut
+            await asyncio.sleep(0.6)
+        finally:
+            pool.shutdown(wait=True)
+
+    asyncio.run(main())
+    assert abandoned == ["running"]
+
+
+def test_a_function_stuck_past_its_deadline_gets_threads_again() -> None:
+    # A database that went away: calls of a waiting function hang.  Once one holding a CPU slot is
+    # abandoned, its calls get threads again, so they cannot hold the slots a deadline each.
+    srv = Server(APPS / "gate", "--timeout", "1")
+    try:
+        with pytest.raises(ppy.RemoteError) as first:
+            _together(srv, "g.wait", 2500, 1)  # its first call: not measured yet, runs ungated, expires
+        assert first.value.code == -32001
+        with pytest.raises(ppy.RemoteError) as gated:
+            _together(srv, "g.wait", 2500, 2)  # meanwhile taken as CPU-bound: these hold the slots, expire
+        assert gated.value.code == -32001
+        with ppy.Client(srv.url) as client:
+            client.call("g.peak")
+        assert _together(srv, "g.wait", 300, 8) == [300] * 8
+        with ppy.Client(srv.url) as client:
+            assert client.call("g.peak") >= 8  # all eight at once (plus the stuck ones still sleeping)
+    finally:
+        assert srv.stop() == 0, srv.output()

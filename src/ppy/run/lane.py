@@ -120,22 +120,25 @@ class SyncLane:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], *, alone: bool = False,
-               cpu_bound: bool = False, timeout: float | None = None) -> asyncio.Future[Any]:
+               cpu_bound: bool = False, timeout: float | None = None,
+               on_abandon: Callable[[], None] | None = None) -> asyncio.Future[Any]:
         """Queue a blocking call; the future resolves with its result or exception (BaseException included),
         or :class:`Expired` once ``timeout`` seconds have passed without a result (waiting included).
 
         ``alone`` gives the call a pool job of its own (a call known to be slow would only hold up the
-        calls batched behind it); with ``cpu_bound`` too, that job waits for a CPU slot.
+        calls batched behind it); with ``cpu_bound`` too, that job waits for a CPU slot, and
+        ``on_abandon`` is called if its deadline passes while it holds one.
         """
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        self.submit_to(fut, fn, args, alone=alone, cpu_bound=cpu_bound, timeout=timeout)
+        self.submit_to(fut, fn, args, alone=alone, cpu_bound=cpu_bound, timeout=timeout, on_abandon=on_abandon)
         return fut
 
     def submit_to(self, fut: Outcome, fn: Callable[..., Any], args: tuple[Any, ...], *, alone: bool = False,
-                  cpu_bound: bool = False, timeout: float | None = None) -> None:
+                  cpu_bound: bool = False, timeout: float | None = None,
+                  on_abandon: Callable[[], None] | None = None) -> None:
         """:meth:`submit`, settling ``fut`` (called on the event loop thread)."""
         loop = self._loop
         if loop is None:
@@ -145,7 +148,7 @@ class SyncLane:
             batch = Batch(deque(((fn, args, fut, deadlines),)))
             self._add(deadlines, fut, loop, timeout)
             if cpu_bound:
-                deadlines.on_expire = lambda: self._hand_over(batch, in_thread=False)
+                deadlines.on_expire = lambda: self._abandon(batch, on_abandon)
                 self._enter_gate(batch)
             else:
                 self.pool.submit(self._run, batch)
@@ -201,6 +204,16 @@ class SyncLane:
             batch.slot = True
         self.pool.submit(self._run_gated, batch)
 
+    def _abandon(self, batch: Batch, on_abandon: Callable[[], None] | None) -> None:
+        """A gated call's deadline passed: its slot goes to the next call (a call computing forever must not
+        keep it).  If it was running, not queued, ``on_abandon`` hears of it: a call stuck past its deadline
+        is more likely waiting (a database that went away) than computing, and more of its kind would
+        hold every slot for a whole deadline each."""
+        running = batch.slot  # read without the lock: a call ending just now only costs a re-measure
+        self._hand_over(batch, in_thread=False)
+        if running and on_abandon is not None:
+            on_abandon()
+
     def _run_gated(self, batch: Batch | None) -> None:
         """In a pool thread holding a CPU slot: run the batch, then the calls queued for a slot."""
         while batch is not None:
@@ -211,8 +224,8 @@ class SyncLane:
         """Pass ``batch``'s CPU slot to the oldest queued call, or free it.
 
         Called when the batch's call returned (``in_thread``: the returning thread runs the next call
-        itself) or when its deadline passed (from the loop: a call computing forever must not keep a
-        slot; the next call gets a thread of its own).  Only the first of the two passes the slot on.
+        itself) or when its deadline passed (from the loop, :meth:`_abandon`: the next call gets a thread
+        of its own).  Only the first of the two passes the slot on.
         """
         with self._gate_lock:
             if not batch.slot:

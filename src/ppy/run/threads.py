@@ -16,6 +16,7 @@ run side by side exactly as with a plain pool.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Generator
@@ -64,7 +65,8 @@ class ThreadRunner:
             if cpu_bound is None:  # never measured: this call runs at once and tells; calls of the
                 fn.cpu_bound = True  # same function arriving before it returns wait for a CPU slot
             return await self.lane.submit(_timed_call, (fn, args, kwargs), alone=not fn.fast,
-                                          cpu_bound=bool(cpu_bound), timeout=timeout)
+                                          cpu_bound=bool(cpu_bound), timeout=timeout,
+                                          on_abandon=functools.partial(_waits, fn) if cpu_bound else None)
         except Expired:  # the lane enforces sync calls' deadlines, one timer per batch
             raise _past_deadline(fn, timeout) from None
         except TimeoutError:
@@ -124,6 +126,12 @@ class SyncCall:
             self.settle(result, error)
         except Exception:  # a bug of ours must not stop the lane delivering the other results
             log.exception("internal error while answering a call of %s", self.fn.method)
+
+
+def _waits(fn: Function) -> None:
+    """A call of ``fn`` holding a CPU slot ran past its deadline: give its calls threads again until one
+    returns and is measured (see ``SyncLane._abandon``)."""
+    fn.cpu_bound = False
 
 
 def _past_deadline(fn: Function, timeout: float) -> CallTimeout:
