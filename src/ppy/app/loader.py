@@ -8,14 +8,19 @@ relative imports, and lets a reload build a fresh package beside the old one.
 
 The app folder is also appended to ``sys.path`` so app modules can import
 their siblings by plain name (``import helpers``), as they would when run
-as scripts.  Entries from clients are *never* used to import anything before
-they pass :func:`resolve`: a strict identifier pattern, then ``realpath``
-containment of every file involved.
+as scripts.  Such an import gets the *same* module object as the entry
+(:class:`_SiblingFinder`): SPEC §1 imports an app module once, so its state
+(a cache, a connection pool, a counter) is one, whichever way it is reached.
+Entries from clients are *never* used to import anything before they pass
+:func:`resolve`: a strict identifier pattern, then ``realpath`` containment
+of every file involved.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
 import itertools
 import os
 import re
@@ -23,6 +28,7 @@ import sys
 import types
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ENTRY_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*\Z")
 _PART_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
@@ -111,6 +117,72 @@ def discover(app_dir: Path) -> Iterator[str]:
     yield from walk(root, "", frozenset({str(root)}))
 
 
+class _Alias(importlib.abc.Loader):
+    """Loads a plain name as the module already imported (or importable) under ``target``."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._spec: Any = None
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        module = importlib.import_module(self.target)
+        self._spec = module.__spec__  # the import system overwrites __spec__ with the alias's spec
+        return module
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        module.__spec__ = self._spec  # already executed under its own name: only undo that overwrite
+
+
+class _SiblingFinder(importlib.abc.MetaPathFinder):
+    """Sits just before ``PathFinder``.  A plain-name import that ``PathFinder`` would load from an app
+    folder (``import helpers``, ``import billing.invoice``) becomes an alias of the package's module
+    (``ppy_app_0.helpers``).  Everything ``PathFinder`` would find elsewhere first (the standard library,
+    site-packages: the app folder is last on ``sys.path``) is left alone, so precedence is unchanged."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        top, dot, rest = fullname.partition(".")
+        if dot:  # a submodule: alias it only below a package that is itself an alias
+            parent = sys.modules.get(top)
+            name = getattr(parent, "__name__", "")
+            if parent is None or name == top or not name.startswith("ppy_app_"):
+                return None
+            return importlib.machinery.ModuleSpec(fullname, _Alias(f"{name}.{rest}"))
+        spec = importlib.machinery.PathFinder.find_spec(fullname)
+        if spec is None:
+            return None
+        for package in reversed(_packages):
+            if _found_in(spec, package.app_dir):
+                try:
+                    resolve(package.app_dir, fullname)
+                except EntryError:  # e.g. a symlink out of the folder: an ordinary module, as before
+                    return None
+                return importlib.machinery.ModuleSpec(fullname, _Alias(package.module_name(fullname)))
+        return None
+
+
+def _found_in(spec: importlib.machinery.ModuleSpec, app_dir: Path) -> bool:
+    """Whether ``PathFinder`` found ``spec`` directly in ``app_dir`` (a module, package or namespace)."""
+    root = str(app_dir)
+    if spec.has_location and spec.origin:
+        where = os.path.dirname(spec.origin)
+        if spec.submodule_search_locations is not None:  # a package: app_dir/name/__init__.py
+            where = os.path.dirname(where)
+        return where == root
+    locations = list(spec.submodule_search_locations or [])  # a namespace package: app_dir/name
+    return bool(locations) and all(os.path.dirname(os.path.normpath(p)) == root for p in locations)
+
+
+_packages: list[Package] = []  # live packages, oldest first (a reload adds one, then unloads the old)
+
+
+def _install_finder() -> None:
+    if any(isinstance(f, _SiblingFinder) for f in sys.meta_path):
+        return
+    index = sys.meta_path.index(importlib.machinery.PathFinder) \
+        if importlib.machinery.PathFinder in sys.meta_path else len(sys.meta_path)
+    sys.meta_path.insert(index, _SiblingFinder())
+
+
 class Package:
     """A private package rooted at the app folder; one per (re)load."""
 
@@ -124,6 +196,8 @@ class Package:
         sys.modules[self.name] = pkg
         if str(self.app_dir) not in sys.path:
             sys.path.append(str(self.app_dir))
+        _packages.append(self)
+        _install_finder()
 
     def module_name(self, entry: str) -> str:
         return f"{self.name}.{entry}"
@@ -138,3 +212,5 @@ class Package:
         prefix = self.name + "."
         for name in [n for n in sys.modules if n == self.name or n.startswith(prefix)]:
             del sys.modules[name]
+        if self in _packages:
+            _packages.remove(self)
