@@ -46,6 +46,8 @@ def test_all_is_sorted_and_every_name_exists() -> None:
 
 def test_every_public_name_of_the_package_is_exported() -> None:
     """Nothing public sneaks into ``ppy`` without being in ``__all__`` (subpackages aside)."""
+    for name in ppy.__all__:  # public names load on first use (PEP 562): load them all first
+        getattr(ppy, name)
     public = {
         name for name, value in vars(ppy).items()
         if not name.startswith("_")
@@ -71,3 +73,19 @@ def test_remote_errors_cover_every_error_code_of_the_spec() -> None:
     assert (err.code, err.type, err.message) == (-32000, "ValueError", "boom")
     assert issubclass(ppy.RemoteTimeout, ppy.ClientTimeout) and issubclass(ppy.ClientTimeout, TimeoutError)
     assert issubclass(ppy.ConnectError, ConnectionError)
+
+
+def test_public_names_load_on_first_use_and_unknown_ones_are_attribute_errors() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, ppy; assert 'ppy.client.aio' not in sys.modules; "
+            "assert ppy.AsyncClient.__module__ == 'ppy.client.aio'; "
+            "assert set(ppy.__all__) <= set(dir(ppy))")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    try:
+        ppy.NoSuchName  # type: ignore[attr-defined]  # noqa: B018
+    except AttributeError as exc:
+        assert "NoSuchName" in str(exc)
+    else:
+        raise AssertionError("ppy.NoSuchName did not raise AttributeError")
