@@ -129,10 +129,7 @@ class SyncLane:
         calls batched behind it); with ``cpu_bound`` too, that job waits for a CPU slot, and
         ``on_abandon`` is called if its deadline passes while it holds one.
         """
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
+        fut: asyncio.Future[Any] = (self._loop or asyncio.get_running_loop()).create_future()
         self.submit_to(fut, fn, args, alone=alone, cpu_bound=cpu_bound, timeout=timeout, on_abandon=on_abandon)
         return fut
 
