@@ -19,14 +19,11 @@ from typing import Any
 import pytest
 
 import ppy
-from conftest import APPS, ROOT, Server, free_port
+from conftest import APPS, Server, free_port
 
 pytestmark = pytest.mark.timeout(90)
 
 SEMANTICS = APPS / "semantics"
-HTTP_AVAILABLE = (ROOT / "src" / "ppy" / "server" / "http.py").exists()
-
-
 @pytest.fixture(scope="module")
 def uds_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("uds") / "ppy.sock"
@@ -34,7 +31,7 @@ def uds_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(uds_path: Path) -> Iterator[Server]:
-    srv = Server(SEMANTICS, "--timeout", "5", "--uds", str(uds_path), http=HTTP_AVAILABLE)
+    srv = Server(SEMANTICS, "--timeout", "5", "--uds", str(uds_path), http=True)
     yield srv
     srv.stop()
 
@@ -245,7 +242,6 @@ def test_token(tmp_path: Path) -> None:
         asyncio.run(run())
 
 
-@pytest.mark.skipif(not HTTP_AVAILABLE, reason="src/ppy/server/http.py is not there yet")
 def test_http_transport(server: Server) -> None:
     with ppy.Client(server.http_url) as client:
         assert client.call("aio.double", 4) == 8

@@ -1,10 +1,10 @@
-"""The console's live-traffic ring buffer (ppy.server.stats), with an explicit clock."""
+"""The console's live-traffic ring buffer (ppy.server.observe.stats), with an explicit clock."""
 
 from __future__ import annotations
 
 import pytest
 
-from ppy.server.stats import OTHER, STEP, WINDOW, Stats, bucket, bucket_value, percentile
+from ppy.server.observe.stats import OTHER, STEP, WINDOW, Stats, bucket, bucket_value, percentile
 
 
 class Clock:

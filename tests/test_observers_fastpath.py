@@ -16,7 +16,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from ppy.server.metrics import BUCKETS, Metrics
+from ppy.server.observe.metrics import BUCKETS, Metrics
 from ppy.wire import jsonrpc, jsonvalue
 
 CALLS = [("h.hello", "lines", 0, 0.0001), ("h.hello", "lines", 0, 0.00030), ("h.hello", "http", -32602, 100.0),

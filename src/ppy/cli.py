@@ -98,7 +98,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logs.setup(config.log_format, access_log=config.access_log)
     try:
         if config.workers > 1:
-            from ppy.server.supervisor import supervise
+            from ppy.server.workers.supervisor import supervise
 
             return supervise(config)
         return run(config)

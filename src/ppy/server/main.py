@@ -29,7 +29,7 @@ from ppy.config import Config
 from ppy.run.isolated import IsolatedRunner
 from ppy.run.threads import ThreadRunner
 from ppy.server.state import ServerState
-from ppy.server.tcp import Connection
+from ppy.server.tcp.connection import Connection
 
 log = logging.getLogger("ppy.server")
 
@@ -48,7 +48,7 @@ class StartupError(Exception):
 
 @dataclass(frozen=True)
 class WorkerLink:
-    """How a ``--workers`` child process talks to its supervisor (see ppy.server.supervisor)."""
+    """How a ``--workers`` child process talks to its supervisor (see ppy.server.workers.supervisor)."""
 
     index: int
     ready_fd: int  # one byte is written here once the worker serves
@@ -178,7 +178,7 @@ async def start_listeners(state: ServerState) -> list[Any]:
     for sock in sockets.get("uds", []):
         servers.append(await loop.create_unix_server(factory, sock=sock, backlog=BACKLOG))
     if config.http_port:
-        from ppy.server import http
+        from ppy.server.http import app as http
 
         servers.append(await http.start(state))
     return servers
@@ -193,7 +193,7 @@ async def serve(config: Config, link: WorkerLink | None = None,
     """
     check_safety(config)
     if config.reload:
-        from ppy.server import reload
+        from ppy.server.workers import reload
 
         reload.prepare()
     state = build_state(config)

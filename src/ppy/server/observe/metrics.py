@@ -20,7 +20,7 @@ scraped (``_Counted``).  Multiprocess mode (``--workers``,
 ``PROMETHEUS_MULTIPROC_DIR`` set by the supervisor): the observer is
 ``observe_shared``, feeding file-backed ``Counter``/``Histogram`` values that a
 scrape sums over every worker; the live values are published by
-:class:`ppy.server.multiproc.Publisher` instead of the ``_Live`` collector.
+:class:`ppy.server.observe.shared.Publisher` instead of the ``_Live`` collector.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
-from ppy.server import multiproc
+from ppy.server.observe import shared as multiproc
+from ppy.server.observe.stats import OTHER
 from ppy.server.state import ServerState
-from ppy.server.stats import OTHER
 
 OUTCOMES = {
     0: "ok",

@@ -8,8 +8,8 @@ from typing import Any, cast
 
 from ppy.app.dispatch import PENDING
 from ppy.errors import CallTimeout, PpyError
-from ppy.server import legacy
-from ppy.server.conn_base import CUT_OFF, ConnectionBase
+from ppy.server.tcp import legacy_call as legacy
+from ppy.server.tcp.base import CUT_OFF, ConnectionBase
 from ppy.wire import jsonvalue
 from ppy.wire.legacy import encode_frame
 from ppy.wire.model import Call

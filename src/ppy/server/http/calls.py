@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl
 from starlette.types import Receive, Scope, Send
 
 from ppy.errors import InvalidRequest, Overloaded, PpyError
-from ppy.server.http_io import (
+from ppy.server.http.edge import (
     Refusal,
     error_body,
     no_content,
@@ -41,7 +41,7 @@ from ppy.server.http_io import (
     require_token,
     tracked,
 )
-from ppy.server.metrics import Metrics
+from ppy.server.observe.metrics import Metrics
 from ppy.server.state import ServerState
 from ppy.wire import jsonrpc, jsonvalue
 from ppy.wire.model import Call

@@ -8,8 +8,8 @@ lifecycle, timers and writing shared by both live in ``conn_base``.
 from __future__ import annotations
 
 from ppy.errors import ParseError, ProtocolError
-from ppy.server.conn_legacy import LegacyCalls
-from ppy.server.conn_lines import MAX_QUEUED_PER_CONNECTION, LinesCalls
+from ppy.server.tcp.legacy import LegacyCalls
+from ppy.server.tcp.lines import MAX_QUEUED_PER_CONNECTION, LinesCalls
 from ppy.wire import jsonrpc
 from ppy.wire.legacy import LegacyDecoder
 from ppy.wire.lines import LineDecoder

@@ -59,7 +59,7 @@ def enabled() -> bool:
 
 
 class Source(Protocol):
-    """What the publisher reads: ppy.server.metrics.Metrics."""
+    """What the publisher reads: ppy.server.observe.metrics.Metrics."""
 
     state: ServerState
     trips: Tally[str]

@@ -7,7 +7,7 @@ This subclass adds:
 
 * ``--idle-timeout`` from connect to the first byte of the first request;
 * ``--request-timeout`` from a request's first byte to the end of its headers
-  (the body has its own deadline in :func:`ppy.server.http_io.read_body`).
+  (the body has its own deadline in :func:`ppy.server.http.edge.read_body`).
 
 It only hooks the parser callbacks (``on_message_begin``,
 ``on_headers_complete``) that uvicorn's protocol has exposed for years.

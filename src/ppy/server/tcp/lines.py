@@ -8,7 +8,7 @@ from typing import Any, cast
 
 from ppy.app.dispatch import PENDING
 from ppy.errors import CallTimeout, Overloaded, PpyError
-from ppy.server.conn_base import CUT_OFF, ConnectionBase
+from ppy.server.tcp.base import CUT_OFF, ConnectionBase
 from ppy.wire import jsonrpc, jsonvalue
 from ppy.wire.model import Call
 

@@ -33,12 +33,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ppy import config as cfg
 from ppy.errors import MethodNotFound, PpyError
-from ppy.server import console, multiproc
-from ppy.server.http_calls import HttpCalls
-from ppy.server.http_io import HostGuard, HostRule, Refusal, error_body, reply, require_token
-from ppy.server.metrics import Metrics
+from ppy.server.http.calls import HttpCalls
+from ppy.server.http.edge import HostGuard, HostRule, Refusal, error_body, reply, require_token
+from ppy.server.observe import console
+from ppy.server.observe import shared as multiproc
+from ppy.server.observe.metrics import Metrics
+from ppy.server.observe.stats import Stats
 from ppy.server.state import ServerState
-from ppy.server.stats import Stats
 
 log = logging.getLogger("ppy.http")
 #: Same listen backlog as the TCP side (server/main.py).
@@ -224,12 +225,12 @@ async def start(state: ServerState) -> HttpServer:
     """
     import uvicorn
 
-    from ppy.server.http_protocol import protocol_class
+    from ppy.server.http.protocol import protocol_class
     from ppy.server.main import SERVICE_TASK, bind_tcp
 
     config = state.config
     app = create_app(state=state)
-    # A --workers child shares the sockets its supervisor bound (see ppy.server.supervisor).
+    # A --workers child shares the sockets its supervisor bound (see ppy.server.workers.supervisor).
     sockets = state.listen_sockets.get("http") or bind_tcp(config.host, config.http_port, "--http-port")
     uv_config = uvicorn.Config(
         app, http=protocol_class(config.idle_timeout, config.request_timeout), ws="none", lifespan="off",

@@ -15,8 +15,8 @@ import logging
 from typing import cast
 
 from ppy.errors import InvalidRequest, Overloaded, PpyError, ProtocolError
-from ppy.server import legacy
 from ppy.server.state import ServerState
+from ppy.server.tcp import legacy_call as legacy
 from ppy.wire import jsonrpc, jsonvalue
 from ppy.wire.legacy import LegacyDecoder, encode_frame
 from ppy.wire.lines import LineDecoder

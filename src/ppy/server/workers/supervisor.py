@@ -1,7 +1,7 @@
 """``--workers N``: N server processes sharing the listeners, supervised by this parent.
 
 The parent binds every listener once, then starts N children with
-``python -m ppy.server.supervisor`` that inherit the bound sockets and run
+``python -m ppy.server.workers.supervisor`` that inherit the bound sockets and run
 the ordinary server (:func:`ppy.server.main.serve`).  TCP and HTTP get one
 SO_REUSEPORT socket per worker *slot*, so the kernel spreads connections
 evenly by address hash (one shared socket lets the busiest process win most
@@ -41,8 +41,8 @@ from typing import Any
 from ppy import __version__
 from ppy import config as cfg
 from ppy.config import Config
-from ppy.server import multiproc
 from ppy.server.main import StartupError, WorkerLink, bind_tcp, bind_uds, check_safety, default_app_dir
+from ppy.server.observe import shared as multiproc
 
 log = logging.getLogger("ppy.supervisor")
 
@@ -139,7 +139,7 @@ class Supervisor:
         passed = [s.fileno() for socks in self.listeners.for_slot(index).values() for s in socks]
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "ppy.server.supervisor", env=self._child_env(index, ready_w),
+                sys.executable, "-m", "ppy.server.workers.supervisor", env=self._child_env(index, ready_w),
                 pass_fds=[*passed, ready_w, self._lifeline_r])
         finally:
             os.close(ready_w)
@@ -296,7 +296,7 @@ def child_main() -> int:
         index, ready_fd, lifeline_fd = (int(x) for x in os.environ.pop(ENV_LINK).split(","))
         spec = os.environ.pop(ENV_FDS)
     except (KeyError, ValueError):
-        print("ppy.server.supervisor is started by `ppy serve --workers N`, not by hand", file=sys.stderr)
+        print("ppy.server.workers.supervisor is started by `ppy serve --workers N`, not by hand", file=sys.stderr)
         return 2
     sockets: dict[str, list[socket.socket]] = {}
     for part in filter(None, spec.split(";")):

@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics, per-worker sharing, console statistics and the console assets."""

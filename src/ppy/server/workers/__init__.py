@@ -1,0 +1,1 @@
+"""Process management: the --workers supervisor and --reload."""
