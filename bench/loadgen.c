@@ -16,7 +16,8 @@
  * moment its reply was fully read.  Replies on one connection are matched in
  * order (every request of a run is the same call, so an out-of-order reply
  * only swaps two equal-cost samples).  A reply counts as an error unless it
- * carries a result (`"result"` for lines/http, an empty `"error": ""` for legacy).
+ * carries a result (`"result"` for lines/http, an empty `"error": ""` for legacy).  "rps" counts only
+ * replies that carry a result: an error reply (e.g. -32002 overloaded) is a failure, never a call.
  *
  * Output: one JSON object on stdout, e.g.
  *   {"calls":123,"errors":0,"seconds":5.0,"rps":24.6,"p50_us":..,"p90_us":..,"p99_us":..,"max_us":..}
@@ -406,7 +407,7 @@ int main(int argc, char **argv) {
     printf("{\"calls\":%llu,\"errors\":%llu,\"conn_errors\":%llu,\"seconds\":%.3f,\"rps\":%.1f,"
            "\"p50_us\":%llu,\"p90_us\":%llu,\"p99_us\":%llu,\"max_us\":%llu,\"first_error\":\"%s\"}\n",
            (unsigned long long)calls, (unsigned long long)errors, (unsigned long long)conn_errors, seconds,
-           seconds > 0 ? (double)calls / seconds : 0.0, (unsigned long long)p50, (unsigned long long)p90,
+           seconds > 0 ? (double)(calls - errors) / seconds : 0.0, (unsigned long long)p50, (unsigned long long)p90,
            (unsigned long long)p99, (unsigned long long)max_us, first_error);
     return 0;
 }

@@ -9,6 +9,8 @@ children count), memory from ``/proc/<pid>/status``.
 
 from __future__ import annotations
 
+import functools
+import glob
 import json
 import os
 import shutil
@@ -172,6 +174,18 @@ def loadgen(port: int, *, dialect: str = "lines", connections: int = 32, pipelin
 
 def python() -> str:
     return sys.executable
+
+
+@functools.cache
+def python27() -> str | None:
+    """A working Python 2.7 for the original seed baseline, or None (the Python 3 port is used alone then)."""
+    pyenv = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/2.7*/bin/python2.7")))
+    candidates = [shutil.which("python2.7"), *pyenv]
+    for exe in candidates:
+        if exe and subprocess.run([exe, "-c", "import sys; assert sys.version_info[0] == 2"],
+                                  capture_output=True, timeout=10).returncode == 0:
+            return exe
+    return None
 
 
 def raise_fd_limit() -> int:

@@ -86,7 +86,7 @@ def write(results: dict[str, Any], out: Path, chart: bool = True) -> Path:
         f"Each point: {results['repeats']} x {results['duration']:g} s after {results['warmup']:g} s of warm-up; "
         f"whole run {results['elapsed_s'] / 60:.1f} min.",
         "",
-        "## Targets (issue 6)",
+        "## Targets",
         "",
         "| # | target | measured | status |",
         "|---|---|---|---|",
@@ -152,22 +152,25 @@ def draw(results: dict[str, Any], path: Path) -> None:
 METHOD = """## Method
 
 - **Load generator**: `bench/loadgen.c`, one thread, epoll, pinned with `taskset -c 1`; every server is pinned with
-  `taskset -c 0` (targets 7 and the `--workers` points run unpinned). It keeps `pipeline` requests in flight per
+  `taskset -c 0` (the `--workers` points run unpinned). It keeps `pipeline` requests in flight per
   connection and measures each call from queueing its request to reading its whole reply; replies are matched in
-  order, and a reply without a result counts as an error. The legacy dialect opens one connection per call, as the
-  seed's PHP `exchange()` does. Latencies go into a log-linear histogram (0.2 % resolution).
-- **Baselines, started by the same run**: `bench/baselines/seed_server.py` (the seed's 2013 design in Python 3:
-  100 threads blocking in `accept()`, `listen(5)`, one connection per call, re-import per call);
+  order, and a reply without a result counts as an error: calls/s counts only replies that carry a result, so an
+  error reply (e.g. -32002 overloaded) is a failure, never a call. The legacy dialect opens one connection per
+  call, as the seed's PHP `exchange()` does. Latencies go into a log-linear histogram (0.2 % resolution).
+- **Baselines, started by the same run**: `bench/baselines/seed_original.py27` (the original 2013 seed server,
+  verbatim but for its port and app folder, under Python 2.7 when a `python2.7` is found — the legacy target is
+  measured against it; otherwise against the Python 3 port); `bench/baselines/seed_server.py` (the seed's
+  design in Python 3: 100 threads blocking in `accept()`, `listen(5)`, one connection per call, re-import per call);
   `bench/baselines/uvloop_lines.py` (a bare uvloop JSON-RPC-over-lines server with stdlib json, msgspec or
   orjson, which steps each coroutine once instead of making a task and writes the replies of one read at once, and a
   `--pool 64` variant running sync functions through a 64-thread pool); `bench/baselines/starlette_app.py`
   (uvicorn + Starlette, httptools, uvloop, 1 worker, no access log); `bench/cserver.c` (C epoll server that
   answers every request with a precomputed reply: the floor of the machine).
 - **ppy** serves the bundled demo app (`h.hello` is a sync `def`, `h.ahello` an `async def`) with its defaults
-  (access log off, metrics on), except `--max-connections 12000` and `--max-inflight 1024` so that the
-  10,000-idle-connection and 32x16-pipelined points are not refused by design.
+  (access log off, metrics on) and its default flags: what a user gets. Only the idle-connections point raises
+  `--max-connections` above its default 1024, because it measures the cost of 10,000 connections.
 - **CPU per call**: utime+stime of the server and its children from `/proc/<pid>/stat`, over the loadgen run.
-- **Target 9**: 10,000 persistent lines connections each make one `rpc.ping` and stay open; RSS is VmRSS of the
+- **Target 10**: 10,000 persistent lines connections each make one `rpc.ping` and stay open; RSS is VmRSS of the
   server before and after; the active client is one connection calling `h.hello`, its p99 compared with the same
   client before the idle connections were opened. The script raises its open-file limit to the hard limit.
 """

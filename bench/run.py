@@ -75,6 +75,8 @@ def matrix(http: bool) -> list[Point]:
         p += [Point("ppy", "http", "h.hello", 1, workload="hello (sync)"),
               Point("ppy", "http", "h.hello", 32, workload="hello (sync)"),
               Point("ppy", "http", "h.ahello", 32, workload="hello (async)")]
+    if procs.python27():
+        p.append(Point("seed-py27", "legacy", "h.hello", 32, workload="hello (sync)"))
     p += [
         Point("seed", "legacy", "h.hello", 1, workload="hello (sync)"),
         Point("seed", "legacy", "h.hello", 32, workload="hello (sync)"),
@@ -111,8 +113,9 @@ def has_http() -> bool:
 
 
 def ppy_argv(port: int, http_port: int, *extra: str) -> list[str]:
+    """ppy with its default flags (what a user gets), plus only what a point documents it needs."""
     return [procs.python(), "-m", "ppy", "serve", str(DEMO), "--port", str(port), "--http-port", str(http_port),
-            "--max-connections", "12000", "--max-inflight", "1024", *extra]
+            *extra]
 
 
 def start(name: str, http: bool) -> tuple[procs.Server, dict[str, int]]:
@@ -126,6 +129,8 @@ def start(name: str, http: bool) -> tuple[procs.Server, dict[str, int]]:
         return server, {"lines": port, "legacy": port, "http": http_port}
     argv = {
         "seed": [py, str(base / "seed_server.py"), str(port)],
+        "seed-py27": [procs.python27() or "python2.7", str(base / "seed_original.py27"), str(port),
+                      str(procs.ROOT / "tests" / "apps" / "seed")],
         "bare-stdlib": [py, str(base / "uvloop_lines.py"), str(port)],
         "bare-msgspec": [py, str(base / "uvloop_lines.py"), str(port), "--json", "msgspec"],
         "bare-orjson": [py, str(base / "uvloop_lines.py"), str(port), "--json", "orjson"],
@@ -183,7 +188,8 @@ def run_idle(duration: float, warmup: float, repeats: int, count: int) -> dict[s
     count = min(count, limit - 200)
     point = Point("ppy", "lines", "h.hello", 1, workload="hello (sync)")
     port = procs.free_port()
-    with procs.Server("ppy-idle", ppy_argv(port, 0), port) as server:
+    # 10,000 idle connections need more than the default --max-connections 1024: the point measures their cost.
+    with procs.Server("ppy-idle", ppy_argv(port, 0, "--max-connections", str(count + 100)), port) as server:
         quiet = [measure(server, port, point, duration, warmup) for _ in range(repeats)]
         rss0 = server.rss_mb()
         socks = open_idle(port, count)
