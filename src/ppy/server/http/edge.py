@@ -104,8 +104,11 @@ async def read_body(scope: Scope, receive: Receive, limit: int, timeout: float) 
     except StopIteration as done:
         body: bytes = done.value
         return body
+    # Served by ppy, the deadline runs from the request's first byte (h1.py); elsewhere from here.
+    extensions = scope.get("extensions") or {}
+    due = extensions.get("ppy.request_deadline")
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout_at(due) if due is not None else asyncio.timeout(timeout):
             body = await Resume(reading, waiting)
     except TimeoutError:
         raise Refusal(408, InvalidRequest(

@@ -1,0 +1,515 @@
+"""HTTP/1.1 connections for ``ppy serve``: httptools parsing, one request at a time, every wait bounded.
+
+An :class:`asyncio.Protocol` that runs any ASGI app (the Starlette app of
+:mod:`ppy.server.http.app`), owning the limits an ASGI server leaves open:
+
+* **Head size** — request line + headers at most :data:`MAX_HEAD` bytes and
+  :data:`MAX_HEADERS` headers, else 431 and close.  The bytes are counted
+  before they reach the parser, so a huge head is never kept.
+* **One request at a time** — the connection hands the parser exactly one
+  message (it finds the end of the head and of a ``Content-Length`` body
+  itself); bytes past it wait, unparsed, and reading is paused until the
+  reply is written.  A client pipelining megabytes costs one read buffer.
+* **Whole-request deadline** — ``request_timeout`` from a request's first
+  byte until its last, never reset by trickled bytes; ``idle_timeout``
+  between requests (and from connect to the first byte).
+* **Unread bodies** — a reply sent before the body was all received says
+  ``Connection: close`` and the connection closes after it.
+
+A chunked request body is fed in slices; its connection closes after the
+reply (the end of a chunked body is only known to the parser).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import http
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+import httptools
+from starlette.types import ASGIApp, Message
+
+log = logging.getLogger("ppy.http")
+
+MAX_HEAD = 64 * 1024
+MAX_HEADERS = 100
+#: Body bytes received but not yet taken by the app before reading pauses.
+BODY_HIGH_WATER = 64 * 1024
+#: Slice fed to the parser for a chunked body (bounds what could follow it in one feed).
+CHUNK_SLICE = 4096
+#: The app reads the body under the same deadline; the connection is cut this long after it.
+GRACE = 1.0
+
+STATUS = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in http.HTTPStatus}
+HEAD, BODY, CHUNKED = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    idle_timeout: float = 300.0
+    request_timeout: float = 30.0
+    max_connections: int = 1024
+    on_trip: Callable[[str], None] = lambda limit: None  # a limit refused a request (metrics)
+
+
+class Listener:
+    """What the connections of one listening socket share: the app, the limits, the open set."""
+
+    def __init__(self, app: ASGIApp, limits: Limits, scheme: str = "http") -> None:
+        self.app = app
+        self.limits = limits
+        self.scheme = scheme
+        self.connections: set[H1Connection] = set()
+        self.closing = False
+        self._date = (0, b"")
+
+    def factory(self) -> H1Connection:
+        return H1Connection(self)
+
+    def date(self) -> bytes:
+        now = int(time.time())
+        if now != self._date[0]:
+            self._date = (now, b"date: " + email.utils.formatdate(now, usegmt=True).encode() + b"\r\n")
+        return self._date[1]
+
+    def close_idle(self) -> None:
+        """Drain: close connections between requests; the others close after their reply."""
+        self.closing = True
+        for conn in list(self.connections):
+            conn.close_when_idle()
+
+
+class Stop(Exception):
+    """Raised from a parser callback to stop it at a message the connection will not handle."""
+
+
+class HeadTooLarge(Exception):
+    pass
+
+
+def _error(status: int, message: str) -> bytes:
+    body = b'{"error":{"code":-32600,"message":"%s"}}' % message.encode()
+    return (STATUS[status] + b"content-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n" % len(body) + body)
+
+
+class Request:
+    """One request/response cycle: the ASGI ``receive`` and ``send`` of one app call."""
+
+    __slots__ = ("conn", "scope", "chunks", "buffered", "complete", "final_sent", "waiter", "gone",
+                 "expect_continue", "start", "started", "done", "chunked_out", "keep_alive", "head_only")
+
+    def __init__(self, conn: H1Connection, scope: dict[str, Any], keep_alive: bool, expect: bool) -> None:
+        self.conn = conn
+        self.scope = scope
+        self.chunks: list[bytes] = []
+        self.buffered = 0
+        self.complete = False
+        self.final_sent = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.gone = False
+        self.expect_continue = expect
+        self.start: Message | None = None
+        self.started = False
+        self.done = False
+        self.chunked_out = False
+        self.keep_alive = keep_alive
+        self.head_only = scope["method"] == "HEAD"
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def receive(self) -> Message:
+        while True:
+            if self.chunks:
+                body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+                self.chunks = []
+                self.buffered = 0
+                self.conn.body_taken()
+                self.final_sent = self.complete
+                return {"type": "http.request", "body": body, "more_body": not self.complete}
+            if self.gone or self.done:
+                return {"type": "http.disconnect"}
+            if self.complete and not self.final_sent:
+                self.final_sent = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if self.expect_continue:
+                self.expect_continue = False
+                if not self.started:
+                    self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.waiter = self.conn.loop.create_future()
+            await self.waiter
+            self.waiter = None
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if self.gone or self.done:
+            return
+        if kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("http.response.start sent twice")
+            self.started = True
+            self.start = message
+            return
+        if kind != "http.response.body":
+            raise RuntimeError(f"unexpected ASGI message {kind!r}")
+        if not self.started:
+            raise RuntimeError("http.response.body before http.response.start")
+        body: bytes = message.get("body", b"")
+        more = bool(message.get("more_body", False))
+        out = b""
+        if self.start is not None:
+            out = self._head(body, more)
+            self.start = None
+        if self.head_only:
+            body = b""
+        if self.chunked_out:
+            if body:
+                out += b"%x\r\n" % len(body) + body + b"\r\n"
+            if not more:
+                out += b"0\r\n\r\n"
+        else:
+            out += body
+        self.conn.write(out)
+        if not more:
+            self.done = True
+            self.conn.response_done(self)
+        elif self.conn.write_paused:
+            await self.conn.drained()
+
+    def _head(self, body: bytes, more: bool) -> bytes:
+        assert self.start is not None
+        conn = self.conn
+        lines = [STATUS.get(self.start["status"]) or b"HTTP/1.1 %d \r\n" % self.start["status"],
+                 conn.listener.date()]
+        has_length = False
+        for name, value in self.start.get("headers", ()):
+            low = name.lower()
+            if low == b"content-length":
+                has_length = True
+            elif low == b"connection" and value.lower() == b"close":
+                self.keep_alive = False
+                continue
+            elif low == b"transfer-encoding":
+                continue  # this connection frames the body itself
+            lines.append(b"%s: %s\r\n" % (name, value))
+        if not has_length:
+            if more:
+                self.chunked_out = True
+                lines.append(b"transfer-encoding: chunked\r\n")
+            else:
+                lines.append(b"content-length: %d\r\n" % len(body))
+        if not self.complete or conn.last or conn.broken:
+            self.keep_alive = False  # body left unread, or the server is draining
+        if not self.keep_alive:
+            lines.append(b"connection: close\r\n")
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+
+class H1Connection(asyncio.Protocol):
+    """One HTTP/1.1 connection (see the module docstring for what it bounds)."""
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.limits = listener.limits
+        self.loop = asyncio.get_running_loop()
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.request: Request | None = None
+        self.phase = HEAD
+        self.remaining = 0
+        self.head_bytes = 0
+        self.tail = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.url = b""
+        self.pending = b""  # bytes received past the message being handled (unparsed)
+        self.reading_paused = False
+        self.write_paused = False
+        self.write_waiter: asyncio.Future[None] | None = None
+        self.closing = False
+        self.last = False  # the server is draining: close after the current reply
+        self.broken = False  # the parser stopped mid-stream: close after the current reply
+        self.timer: asyncio.TimerHandle | None = None
+        self.due = 0.0
+        self.timed = ""  # what the deadline guards: "idle", "request", or "" (a reply is being made)
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
+        if len(self.listener.connections) >= self.limits.max_connections:
+            self.limits.on_trip("max_connections")
+            transport.write(_error(503, f"server has {self.limits.max_connections} HTTP connections open "
+                                        "(--max-connections); retry shortly"))
+            transport.close()
+            return
+        self.listener.connections.add(self)
+        self._deadline("idle", self.limits.idle_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.listener.connections.discard(self)
+        self.closing = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        request = self.request
+        if request is not None:
+            request.gone = True
+            request.wake()
+        if self.write_waiter is not None and not self.write_waiter.done():
+            self.write_waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.write_waiter is not None and not self.write_waiter.done():
+            self.write_waiter.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        if self.timed == "idle":
+            self._deadline("request", self.limits.request_timeout)
+        self._feed(data)
+
+    # -- parsing, one message at a time ----------------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        while data and not self.closing:
+            request = self.request
+            if request is not None and request.complete:
+                self.pending += data  # the next request waits until this reply is written
+                self._pause_reading()
+                return
+            if self.phase == HEAD:
+                if self.timed != "request":
+                    self._deadline("request", self.limits.request_timeout)
+                end = (self.tail + data).find(b"\r\n\r\n")
+                cut = end + 4 - len(self.tail) if end >= 0 else len(data)
+                if self.head_bytes + cut > MAX_HEAD:
+                    self._refuse(431, f"request line and headers exceed {MAX_HEAD // 1024} KiB")
+                    return
+                piece, data = data[:cut], data[cut:]
+                self.head_bytes += cut
+                self.tail = (self.tail + piece)[-3:]
+            elif self.phase == BODY:
+                piece, data = data[:self.remaining], data[self.remaining:]
+                self.remaining -= len(piece)
+            else:
+                piece, data = data[:CHUNK_SLICE], data[CHUNK_SLICE:]
+            try:
+                self.parser.feed_data(piece)
+            except HeadTooLarge:
+                self._refuse(431, f"more than {MAX_HEADERS} headers")
+                return
+            except httptools.HttpParserUpgrade:
+                self.broken = True  # no protocol switching here: answer the request, then close
+                return
+            except (httptools.HttpParserCallbackError, httptools.HttpParserError) as exc:
+                if isinstance(exc.__context__, Stop):
+                    self.broken = True
+                    return
+                if isinstance(exc.__context__, HeadTooLarge):
+                    self._refuse(431, f"more than {MAX_HEADERS} headers")
+                    return
+                self._refuse(400, "malformed HTTP request: " + str(exc).replace('"', "'"))
+                return
+            if self.phase == CHUNKED and self.request is not None and self.request.complete:
+                self.broken = True  # what follows a chunked body is not handled: close after the reply
+                return
+
+    def on_message_begin(self) -> None:
+        if self.request is not None and self.request.complete:
+            raise Stop  # a second message in one feed (only after odd framing): not handled
+        self.headers = []
+        self.url = b""
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(self.headers) >= MAX_HEADERS:
+            raise HeadTooLarge
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        transport = self.transport
+        assert transport is not None
+        url = self.url
+        path, _, query = url.partition(b"?")
+        raw_path = path
+        text = path.decode("latin-1")
+        scope: dict[str, Any] = {
+            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": parser.get_http_version(), "server": transport.get_extra_info("sockname"),
+            "client": transport.get_extra_info("peername"), "scheme": self.listener.scheme,
+            "method": parser.get_method().decode("ascii"), "root_path": "",
+            "path": unquote(text) if "%" in text else text, "raw_path": raw_path,
+            "query_string": query.partition(b"#")[0], "headers": self.headers,
+            "extensions": {"ppy.request_deadline": self.due},
+        }
+        expect = False
+        length = -1
+        chunked = False
+        for name, value in self.headers:
+            if name == b"content-length":
+                length = int(value) if value.isdigit() else -1
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif name == b"expect":
+                expect = value.lower() == b"100-continue"
+        if chunked:
+            self.phase = CHUNKED
+        elif length > 0:
+            self.phase = BODY
+            self.remaining = length
+        self.head_bytes = 0
+        self.tail = b""
+        request = self.request = Request(self, scope, parser.should_keep_alive(), expect)
+        task = self.loop.create_task(self._run(request))
+        task.add_done_callback(_log_crash)
+
+    def on_body(self, body: bytes) -> None:
+        request = self.request
+        if request is None or request.done:
+            return
+        request.chunks.append(body)
+        request.buffered += len(body)
+        if request.buffered > BODY_HIGH_WATER:
+            self._pause_reading()
+        request.wake()
+
+    def on_message_complete(self) -> None:
+        self.phase = HEAD
+        request = self.request
+        if request is None:
+            return
+        request.complete = True
+        request.wake()
+        self.timed = ""  # the request is in: its deadline is done, the reply has the call deadline
+        if request.done:
+            self._next()
+
+    def body_taken(self) -> None:
+        if self.reading_paused and not (self.request is not None and self.request.complete):
+            self._resume_reading()
+
+    # -- running the app and writing -----------------------------------------------
+
+    async def _run(self, request: Request) -> None:
+        try:
+            await self.listener.app(request.scope, request.receive, request.send)
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                log.exception("HTTP app failed on %s %s", request.scope["method"], request.scope["path"])
+            if not request.started:
+                self.write(_error(500, "internal server error"))
+            self._close()
+            if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
+                raise
+            return
+        if not request.done and not request.gone:
+            log.error("HTTP app returned without a complete reply on %s %s",
+                      request.scope["method"], request.scope["path"])
+            if not request.started:
+                self.write(_error(500, "internal server error"))
+            self._close()
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    async def drained(self) -> None:
+        if self.write_paused and not self.closing:
+            self.write_waiter = self.loop.create_future()
+            await self.write_waiter
+
+    def response_done(self, request: Request) -> None:
+        if not request.keep_alive or self.broken or self.last:
+            self._close()
+            return
+        if request.complete:
+            self._next()
+
+    def _next(self) -> None:
+        """The reply is written and the request was all read: go on to the next one."""
+        self.request = None
+        self._deadline("idle", self.limits.idle_timeout)
+        data, self.pending = self.pending, b""
+        if data:
+            self.data_received(data)
+        if self.request is None or not self.request.complete:
+            self._resume_reading()
+
+    def close_when_idle(self) -> None:
+        """Drain: close now between requests (or mid-head); a request being answered closes after its reply."""
+        if self.request is None:
+            self._close()
+        else:
+            self.last = True
+
+    def _refuse(self, status: int, message: str) -> None:
+        if status == 431:
+            self.limits.on_trip("max_header_bytes")
+        if self.request is None or not self.request.started:
+            self.write(_error(status, message + "; see docs/http.md"))
+        self._close()
+
+    def _close(self) -> None:
+        self.closing = True
+        self.pending = b""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def _pause_reading(self) -> None:
+        if not self.reading_paused and self.transport is not None and not self.transport.is_closing():
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.reading_paused and self.transport is not None and not self.transport.is_closing():
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    # -- deadlines ---------------------------------------------------------------------
+
+    def _deadline(self, what: str, seconds: float) -> None:
+        """Guard ``what`` for ``seconds``.  One timer per connection, moved lazily: it fires at the
+        earliest moment the wait could expire and re-arms itself if the wait was moved later (a
+        timer set and cancelled per request would cost more than the rest of a small request)."""
+        self.timed = what
+        self.due = due = self.loop.time() + seconds
+        timer = self.timer
+        if timer is not None and timer.when() > due:
+            timer.cancel()
+            timer = None
+        if timer is None:
+            self.timer = self.loop.call_at(due + (GRACE if what == "request" else 0.0), self._expire)
+
+    def _expire(self) -> None:
+        self.timer = None
+        if not self.timed or self.closing:
+            return
+        due = self.due + (GRACE if self.timed == "request" else 0.0)
+        if due > self.loop.time():
+            self.timer = self.loop.call_at(due, self._expire)
+        elif self.timed == "idle":
+            self._close()
+        else:
+            self._refuse(408, f"request not received within {self.limits.request_timeout:g} s "
+                              "(--request-timeout); send it in one go")
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("HTTP request task failed", exc_info=task.exception())
