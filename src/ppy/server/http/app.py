@@ -34,8 +34,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ppy import config as cfg
 from ppy.errors import MethodNotFound, PpyError
 from ppy.server.http.calls import HttpCalls
-from ppy.server.http.h1 import Limits, Listener
 from ppy.server.http.edge import HostGuard, HostRule, Refusal, error_body, reply, require_token
+from ppy.server.http.h1 import Limits, Listener
 from ppy.server.observe import console
 from ppy.server.observe import shared as multiproc
 from ppy.server.observe.metrics import Metrics

@@ -102,8 +102,23 @@ def _error(status: int, message: str) -> bytes:
 class Request:
     """One request/response cycle: the ASGI ``receive`` and ``send`` of one app call."""
 
-    __slots__ = ("conn", "scope", "chunks", "buffered", "complete", "final_sent", "waiter", "gone",
-                 "expect_continue", "start", "started", "done", "chunked_out", "keep_alive", "head_only")
+    __slots__ = (
+        "buffered",
+        "chunked_out",
+        "chunks",
+        "complete",
+        "conn",
+        "done",
+        "expect_continue",
+        "final_sent",
+        "gone",
+        "head_only",
+        "keep_alive",
+        "scope",
+        "start",
+        "started",
+        "waiter",
+    )
 
     def __init__(self, conn: H1Connection, scope: dict[str, Any], keep_alive: bool, expect: bool) -> None:
         self.conn = conn
@@ -248,9 +263,9 @@ class H1Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
         if len(self.listener.connections) >= self.limits.max_connections:
             self.limits.on_trip("max_connections")
-            transport.write(_error(503, f"server has {self.limits.max_connections} HTTP connections open "
+            self.write(_error(503, f"server has {self.limits.max_connections} HTTP connections open "
                                         "(--max-connections); retry shortly"))
-            transport.close()
+            self._close()
             return
         self.listener.connections.add(self)
         self._deadline("idle", self.limits.idle_timeout)
