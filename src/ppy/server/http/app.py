@@ -163,8 +163,10 @@ def create_app(app_dir: str | Path | None = None, *, state: ServerState | None =
     routes = Routes(state, metrics, stats)
     app = Starlette(
         routes=[
-            Route("/rpc", Asgi(calls.rpc), methods=["POST"]),
-            Route("/call/{entry}/{func}", Asgi(calls.call), methods=["GET", "POST"]),
+            # Every method reaches the call routes: they answer OPTIONS (CORS) and refuse the others,
+            # HEAD included (a method list with GET would let HEAD run the function).
+            Route("/rpc", Asgi(calls.rpc)),
+            Route("/call/{entry}/{func}", Asgi(calls.call)),
             Route("/", Asgi(routes.index), methods=["GET"]),
             Route("/openrpc.json", Asgi(routes.openrpc), methods=["GET"]),
             Route("/metrics", Asgi(routes.metrics_text), methods=["GET"]),
@@ -173,7 +175,7 @@ def create_app(app_dir: str | Path | None = None, *, state: ServerState | None =
             Route("/console/stats.json", Asgi(routes.stats_json), methods=["GET"]),
         ],
         middleware=[Middleware(HostGuard, rule=HostRule(state.config.host, state.config.allowed_hosts),
-                               rpc=calls.rpc)],
+                               rpc=calls.rpc, refuse_rpc=calls.refuse_rpc)],
         exception_handlers={404: _not_found, 405: _not_found},
     )
     app.state.ppy = state
