@@ -1,4 +1,4 @@
-"""HTTP: the ASGI application of SPEC §3, and uvicorn serving it inside ``ppy serve``'s own event loop.
+"""HTTP: the ASGI application, and serving it inside ``ppy serve``'s own event loop (h1.py's connections).
 
 :func:`create_app` builds a Starlette app around a :class:`ServerState` —
 the same registry, dispatcher (limits, token, error model) and connection
@@ -138,7 +138,7 @@ def _not_found(request: Request, exc: Exception) -> Response:
 
 def create_app(app_dir: str | Path | None = None, *, state: ServerState | None = None,
                **options: Any) -> Starlette:
-    """The ASGI app of SPEC §3.
+    """The ASGI app: the call routes, the console, discovery, metrics and probes.
 
     ``ppy serve`` passes its own ``state``.  Standalone (another ASGI server,
     or mounted in FastAPI) it builds one from ``app_dir`` and ``options`` —
