@@ -164,3 +164,19 @@ def test_too_many_query_fields_or_bad_utf8_get_a_json_400(server: Server) -> Non
         assert data.startswith(b"HTTP/1.1 400 "), data[:100]
         assert b"UTF-8" in data or b"malformed" in data
     assert httpx.get(f"{server.http_url}/call/web/anything?value=%C3%A9").json()["result"][0] == "é"
+
+
+def test_large_replies_are_gzipped_when_accepted(server: Server) -> None:
+    for path in ("/metrics", "/", "/openrpc.json"):
+        got = httpx.get(f"{server.http_url}{path}", headers={"Accept-Encoding": "gzip"})
+        assert got.status_code == 200
+        assert got.headers["content-encoding"] == "gzip", path
+        assert "Accept-Encoding" in got.headers["vary"]
+        assert int(got.headers["content-length"]) < len(got.content)  # httpx decompressed it
+    big = httpx.post(f"{server.http_url}/call/web/anything", json={"value": "x" * 5000},
+                     headers={"Accept-Encoding": "gzip"})
+    assert big.headers["content-encoding"] == "gzip" and big.json() == {"result": ["x" * 5000, "str"]}
+    small = httpx.post(f"{server.http_url}/rpc", json=RPC, headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in small.headers and small.json()["result"] == "hello, world."
+    plain = httpx.get(f"{server.http_url}/metrics", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and b"ppy_calls_total" in plain.content

@@ -35,6 +35,7 @@ from ppy import config as cfg
 from ppy.errors import MethodNotFound, PpyError
 from ppy.server.http.calls import HttpCalls
 from ppy.server.http.edge import HostGuard, HostRule, Refusal, error_body, reply, require_token
+from ppy.server.http.gzip import Gzip
 from ppy.server.http.h1 import Limits, Listener
 from ppy.server.observe import console
 from ppy.server.observe import shared as multiproc
@@ -174,7 +175,8 @@ def create_app(app_dir: str | Path | None = None, *, state: ServerState | None =
             Route("/readyz", Asgi(routes.readyz), methods=["GET"]),
             Route("/console/stats.json", Asgi(routes.stats_json), methods=["GET"]),
         ],
-        middleware=[Middleware(HostGuard, rule=HostRule(state.config.host, state.config.allowed_hosts),
+        middleware=[Middleware(Gzip),  # outermost: the /rpc short cut in HostGuard gets it too
+                    Middleware(HostGuard, rule=HostRule(state.config.host, state.config.allowed_hosts),
                                rpc=calls.rpc, refuse_rpc=calls.refuse_rpc)],
         exception_handlers={404: _not_found, 405: _not_found},
     )
