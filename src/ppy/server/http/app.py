@@ -201,7 +201,7 @@ class HttpServer:
 
     def __init__(self, state: ServerState, listener: Listener) -> None:
         self.state = state
-        self.listener = listener
+        self.listeners = [listener]  # an HTTPS listener of the same app can be added
         self.servers: list[asyncio.Server] = []
         self.sockets: list[socket.socket] = []
         self._stop = asyncio.Event()
@@ -219,19 +219,22 @@ class HttpServer:
             await asyncio.wait(others)
         for server in self.servers:
             server.close()
-        self.listener.close_idle()
+        for listener in self.listeners:
+            listener.close_idle()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.state.config.timeout + 1
-        while self.listener.connections and loop.time() < deadline:
+        while any(listener.connections for listener in self.listeners) and loop.time() < deadline:
             await asyncio.sleep(0.01)
-        for conn in list(self.listener.connections):
-            if conn.transport is not None:
-                conn.transport.abort()
+        for listener in self.listeners:
+            for conn in list(listener.connections):
+                if conn.transport is not None:
+                    conn.transport.abort()
 
 
-async def serve_socket(app: ASGIApp, sock: socket.socket, listener: Listener,
+async def serve_socket(sock: socket.socket, listener: Listener,
                        ssl: ssl_module.SSLContext | None = None) -> asyncio.Server:
-    """Serve ``app`` over HTTP/1.1 on an already listening socket (pass ``ssl`` for HTTPS)."""
+    """Serve ``listener.app`` over HTTP/1.1 on an already listening socket.  For HTTPS pass ``ssl``
+    (and build the listener with ``scheme="https"``); the listener's limits and drain apply alike."""
     loop = asyncio.get_running_loop()
     return await loop.create_server(listener.factory, sock=sock, backlog=BACKLOG, ssl=ssl)
 
@@ -254,6 +257,6 @@ async def start(state: ServerState) -> HttpServer:
     handle.task.set_name(SERVICE_TASK)  # the drain waits for it, but does not count it as a call
     handle.sockets = sockets
     for sock in sockets:
-        handle.servers.append(await serve_socket(app, sock, listener))
+        handle.servers.append(await serve_socket(sock, listener))
     metrics.http_connections = lambda: len(listener.connections)
     return handle

@@ -239,6 +239,8 @@ class H1Connection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
+        self.sockname: Any = None
+        self.peername: Any = None
         self.request: Request | None = None
         self.phase = HEAD
         self.remaining = 0
@@ -261,6 +263,8 @@ class H1Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
+        self.sockname = transport.get_extra_info("sockname")
+        self.peername = transport.get_extra_info("peername")
         if len(self.listener.connections) >= self.limits.max_connections:
             self.limits.on_trip("max_connections")
             self.write(_error(503, f"server has {self.limits.max_connections} HTTP connections open "
@@ -358,16 +362,14 @@ class H1Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         parser = self.parser
-        transport = self.transport
-        assert transport is not None
         url = self.url
         path, _, query = url.partition(b"?")
         raw_path = path
         text = path.decode("latin-1")
         scope: dict[str, Any] = {
             "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": parser.get_http_version(), "server": transport.get_extra_info("sockname"),
-            "client": transport.get_extra_info("peername"), "scheme": self.listener.scheme,
+            "http_version": parser.get_http_version(), "server": self.sockname,
+            "client": self.peername, "scheme": self.listener.scheme,
             "method": parser.get_method().decode("ascii"), "root_path": "",
             "path": unquote(text) if "%" in text else text, "raw_path": raw_path,
             "query_string": query.partition(b"#")[0], "headers": self.headers,
