@@ -175,3 +175,26 @@ def test_expect_100_continue(server: Server) -> None:
 def test_server_healthy_afterwards(server: Server) -> None:
     assert httpx.get(f"{server.http_url}/call/web/hello").json() == {"result": "hello, world."}
     assert rss_kib(server.proc.pid) > 0
+
+
+def _http_connections(server: Server) -> float:
+    text = httpx.get(f"{server.http_url}/metrics", headers={"Connection": "close"}).text
+    line = next(x for x in text.splitlines() if x.startswith('ppy_connections_open{dialect="http"}'))
+    return float(line.split()[-1]) - 1  # minus the scrape's own connection
+
+
+def test_client_that_never_reads_its_replies_is_dropped(server: Server) -> None:
+    """Pipelined requests with large replies, none read: the server stops handling them once its
+    send buffer is full, and drops the connection after the send deadline (here --request-timeout)."""
+    with _connect(server) as sock:
+        sock.setblocking(False)
+        request = b"GET /openrpc.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 200
+        try:
+            for _ in range(50):
+                sock.send(request)
+        except BlockingIOError:
+            pass
+        deadline = time.monotonic() + 20
+        while _http_connections(server) >= 1:
+            assert time.monotonic() < deadline, "the non-reading client was never dropped"
+            time.sleep(0.2)

@@ -251,7 +251,8 @@ async def start(state: ServerState) -> HttpServer:
     # A --workers child shares the sockets its supervisor bound (see ppy.server.workers.supervisor).
     sockets = state.listen_sockets.get("http") or bind_tcp(config.host, config.http_port, "--http-port")
     limits = Limits(idle_timeout=config.idle_timeout, request_timeout=config.request_timeout,
-                    max_connections=config.max_connections, on_trip=metrics.trip)
+                    max_connections=config.max_connections, on_trip=metrics.trip,
+                    send_timeout=getattr(config, "send_timeout", config.request_timeout))
     listener = Listener(app, limits)
     handle = HttpServer(state, listener)
     handle.task.set_name(SERVICE_TASK)  # the drain waits for it, but does not count it as a call

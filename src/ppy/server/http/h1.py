@@ -55,6 +55,7 @@ class Limits:
     idle_timeout: float = 300.0
     request_timeout: float = 30.0
     max_connections: int = 1024
+    send_timeout: float = 30.0  # a client that reads none of its waiting reply this long is dropped
     on_trip: Callable[[str], None] = lambda limit: None  # a limit refused a request (metrics)
 
 
@@ -226,6 +227,8 @@ class Request:
             self.keep_alive = False  # body left unread, or the server is draining
         if not self.keep_alive:
             lines.append(b"connection: close\r\n")
+        elif self.scope["http_version"] == "1.0":
+            lines.append(b"connection: keep-alive\r\n")  # HTTP/1.0 closes unless told otherwise
         lines.append(b"\r\n")
         return b"".join(lines)
 
@@ -256,6 +259,8 @@ class H1Connection(asyncio.Protocol):
         self.last = False  # the server is draining: close after the current reply
         self.broken = False  # the parser stopped mid-stream: close after the current reply
         self.timer: asyncio.TimerHandle | None = None
+        self.send_timer: asyncio.TimerHandle | None = None
+        self.next_waiting = False
         self.due = 0.0
         self.timed = ""  # what the deadline guards: "idle", "request", or "" (a reply is being made)
 
@@ -277,9 +282,10 @@ class H1Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.listener.connections.discard(self)
         self.closing = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        for timer in (self.timer, self.send_timer):
+            if timer is not None:
+                timer.cancel()
+        self.timer = self.send_timer = None
         request = self.request
         if request is not None:
             request.gone = True
@@ -288,12 +294,28 @@ class H1Connection(asyncio.Protocol):
             self.write_waiter.set_result(None)
 
     def pause_writing(self) -> None:
+        """The client is not reading: stop going on to its next request, and drop it if it never reads."""
         self.write_paused = True
+        if self.send_timer is None:
+            self.send_timer = self.loop.call_later(self.limits.send_timeout, self._send_expired)
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if self.send_timer is not None:
+            self.send_timer.cancel()
+            self.send_timer = None
         if self.write_waiter is not None and not self.write_waiter.done():
             self.write_waiter.set_result(None)
+        if self.next_waiting:
+            self.next_waiting = False
+            self._next()
+
+    def _send_expired(self) -> None:
+        self.send_timer = None
+        if self.transport is not None and not self.transport.is_closing():
+            log.info("HTTP client read none of its reply in %g s; connection dropped", self.limits.send_timeout)
+            self.closing = True
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         if self.timed == "idle":
@@ -456,7 +478,10 @@ class H1Connection(asyncio.Protocol):
             self._close()
             return
         if request.complete:
-            self._next()
+            if self.write_paused:
+                self.next_waiting = True  # the next request waits until the client reads this reply
+            else:
+                self._next()
 
     def _next(self) -> None:
         """The reply is written and the request was all read: go on to the next one."""
