@@ -197,6 +197,7 @@ class Request:
         self.conn.write(out)
         if not more:
             self.done = True
+            self.wake()  # a receive() waiting for a disconnect: the cycle is over
             self.conn.response_done(self)
         elif self.conn.write_paused:
             await self.conn.drained()
@@ -349,9 +350,6 @@ class H1Connection(asyncio.Protocol):
                 piece, data = data[:CHUNK_SLICE], data[CHUNK_SLICE:]
             try:
                 self.parser.feed_data(piece)
-            except HeadTooLarge:
-                self._refuse(431, f"more than {MAX_HEADERS} headers")
-                return
             except httptools.HttpParserUpgrade:
                 self.broken = True  # no protocol switching here: answer the request, then close
                 return
