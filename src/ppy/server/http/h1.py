@@ -15,6 +15,12 @@ An :class:`asyncio.Protocol` that runs any ASGI app (the Starlette app of
   between requests (and from connect to the first byte).
 * **Unread bodies** — a reply sent before the body was all received says
   ``Connection: close`` and the connection closes after it.
+* **Unread replies** — while the client does not read (the transport's
+  buffer is full) the next request waits; after ``send_timeout`` the
+  connection is dropped.
+
+The request/response cycle itself (``receive``, ``send``) is
+:mod:`ppy.server.http.cycle`.
 
 A chunked request body is fed in slices; its connection closes after the
 reply (the end of a chunked body is only known to the parser).
@@ -24,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import http
 import logging
 import time
 from collections.abc import Callable
@@ -33,7 +38,9 @@ from typing import Any
 from urllib.parse import unquote
 
 import httptools
-from starlette.types import ASGIApp, Message
+from starlette.types import ASGIApp
+
+from ppy.server.http.cycle import Request, error_response
 
 log = logging.getLogger("ppy.http")
 
@@ -46,7 +53,6 @@ CHUNK_SLICE = 4096
 #: The app reads the body under the same deadline; the connection is cut this long after it.
 GRACE = 1.0
 
-STATUS = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in http.HTTPStatus}
 HEAD, BODY, CHUNKED = 0, 1, 2
 
 
@@ -94,146 +100,6 @@ class HeadTooLarge(Exception):
     pass
 
 
-def _error(status: int, message: str) -> bytes:
-    body = b'{"error":{"code":-32600,"message":"%s"}}' % message.encode()
-    return (STATUS[status] + b"content-type: application/json\r\ncontent-length: %d\r\n"
-            b"connection: close\r\n\r\n" % len(body) + body)
-
-
-class Request:
-    """One request/response cycle: the ASGI ``receive`` and ``send`` of one app call."""
-
-    __slots__ = (
-        "buffered",
-        "chunked_out",
-        "chunks",
-        "complete",
-        "conn",
-        "done",
-        "expect_continue",
-        "final_sent",
-        "gone",
-        "head_only",
-        "keep_alive",
-        "scope",
-        "start",
-        "started",
-        "waiter",
-    )
-
-    def __init__(self, conn: H1Connection, scope: dict[str, Any], keep_alive: bool, expect: bool) -> None:
-        self.conn = conn
-        self.scope = scope
-        self.chunks: list[bytes] = []
-        self.buffered = 0
-        self.complete = False
-        self.final_sent = False
-        self.waiter: asyncio.Future[None] | None = None
-        self.gone = False
-        self.expect_continue = expect
-        self.start: Message | None = None
-        self.started = False
-        self.done = False
-        self.chunked_out = False
-        self.keep_alive = keep_alive
-        self.head_only = scope["method"] == "HEAD"
-
-    def wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def receive(self) -> Message:
-        while True:
-            if self.chunks:
-                body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
-                self.chunks = []
-                self.buffered = 0
-                self.conn.body_taken()
-                self.final_sent = self.complete
-                return {"type": "http.request", "body": body, "more_body": not self.complete}
-            if self.gone or self.done:
-                return {"type": "http.disconnect"}
-            if self.complete and not self.final_sent:
-                self.final_sent = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-            if self.expect_continue:
-                self.expect_continue = False
-                if not self.started:
-                    self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            self.waiter = self.conn.loop.create_future()
-            await self.waiter
-            self.waiter = None
-
-    async def send(self, message: Message) -> None:
-        kind = message["type"]
-        if self.gone or self.done:
-            return
-        if kind == "http.response.start":
-            if self.started:
-                raise RuntimeError("http.response.start sent twice")
-            self.started = True
-            self.start = message
-            return
-        if kind != "http.response.body":
-            raise RuntimeError(f"unexpected ASGI message {kind!r}")
-        if not self.started:
-            raise RuntimeError("http.response.body before http.response.start")
-        body: bytes = message.get("body", b"")
-        more = bool(message.get("more_body", False))
-        out = b""
-        if self.start is not None:
-            out = self._head(body, more)
-            self.start = None
-        if self.head_only:
-            body = b""
-        if self.chunked_out:
-            if body:
-                out += b"%x\r\n" % len(body) + body + b"\r\n"
-            if not more:
-                out += b"0\r\n\r\n"
-        else:
-            out += body
-        self.conn.write(out)
-        if not more:
-            self.done = True
-            self.wake()  # a receive() waiting for a disconnect: the cycle is over
-            self.conn.response_done(self)
-        elif self.conn.write_paused:
-            await self.conn.drained()
-
-    def _head(self, body: bytes, more: bool) -> bytes:
-        assert self.start is not None
-        conn = self.conn
-        lines = [STATUS.get(self.start["status"]) or b"HTTP/1.1 %d \r\n" % self.start["status"],
-                 conn.listener.date()]
-        has_length = False
-        for name, value in self.start.get("headers", ()):
-            low = name.lower()
-            if low == b"content-length":
-                has_length = True
-            elif low == b"connection" and value.lower() == b"close":
-                self.keep_alive = False
-                continue
-            elif low == b"transfer-encoding":
-                continue  # this connection frames the body itself
-            lines.append(b"%s: %s\r\n" % (name, value))
-        if not has_length:
-            if more:
-                self.chunked_out = True
-                lines.append(b"transfer-encoding: chunked\r\n")
-            else:
-                lines.append(b"content-length: %d\r\n" % len(body))
-        if not self.complete or conn.last or conn.broken:
-            self.keep_alive = False  # body left unread, or the server is draining
-        if not self.keep_alive:
-            lines.append(b"connection: close\r\n")
-        elif self.scope["http_version"] == "1.0":
-            lines.append(b"connection: keep-alive\r\n")  # HTTP/1.0 closes unless told otherwise
-        lines.append(b"\r\n")
-        return b"".join(lines)
-
-
 class H1Connection(asyncio.Protocol):
     """One HTTP/1.1 connection (see the module docstring for what it bounds)."""
 
@@ -246,6 +112,7 @@ class H1Connection(asyncio.Protocol):
         self.sockname: Any = None
         self.peername: Any = None
         self.request: Request | None = None
+        self.task: asyncio.Task[None] | None = None
         self.phase = HEAD
         self.remaining = 0
         self.head_bytes = 0
@@ -273,9 +140,9 @@ class H1Connection(asyncio.Protocol):
         self.peername = transport.get_extra_info("peername")
         if len(self.listener.connections) >= self.limits.max_connections:
             self.limits.on_trip("max_connections")
-            self.write(_error(503, f"server has {self.limits.max_connections} HTTP connections open "
+            self.write(error_response(503, f"server has {self.limits.max_connections} HTTP connections open "
                                         "(--max-connections); retry shortly"))
-            self._close()
+            self.close()
             return
         self.listener.connections.add(self)
         self._deadline("idle", self.limits.idle_timeout)
@@ -413,8 +280,7 @@ class H1Connection(asyncio.Protocol):
         self.head_bytes = 0
         self.tail = b""
         request = self.request = Request(self, scope, parser.should_keep_alive(), expect)
-        task = self.loop.create_task(self._run(request))
-        task.add_done_callback(_log_crash)
+        self.task = self.loop.create_task(request.run(self.listener.app))  # referenced: asyncio keeps tasks weakly
 
     def on_body(self, body: bytes) -> None:
         request = self.request
@@ -443,25 +309,6 @@ class H1Connection(asyncio.Protocol):
 
     # -- running the app and writing -----------------------------------------------
 
-    async def _run(self, request: Request) -> None:
-        try:
-            await self.listener.app(request.scope, request.receive, request.send)
-        except BaseException as exc:
-            if not isinstance(exc, asyncio.CancelledError):
-                log.exception("HTTP app failed on %s %s", request.scope["method"], request.scope["path"])
-            if not request.started:
-                self.write(_error(500, "internal server error"))
-            self._close()
-            if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
-                raise
-            return
-        if not request.done and not request.gone:
-            log.error("HTTP app returned without a complete reply on %s %s",
-                      request.scope["method"], request.scope["path"])
-            if not request.started:
-                self.write(_error(500, "internal server error"))
-            self._close()
-
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
@@ -473,7 +320,7 @@ class H1Connection(asyncio.Protocol):
 
     def response_done(self, request: Request) -> None:
         if not request.keep_alive or self.broken or self.last:
-            self._close()
+            self.close()
             return
         if request.complete:
             if self.write_paused:
@@ -494,7 +341,7 @@ class H1Connection(asyncio.Protocol):
     def close_when_idle(self) -> None:
         """Drain: close now between requests (or mid-head); a request being answered closes after its reply."""
         if self.request is None:
-            self._close()
+            self.close()
         else:
             self.last = True
 
@@ -502,10 +349,10 @@ class H1Connection(asyncio.Protocol):
         if status == 431:
             self.limits.on_trip("max_header_bytes")
         if self.request is None or not self.request.started:
-            self.write(_error(status, message + "; see docs/http.md"))
-        self._close()
+            self.write(error_response(status, message + "; see docs/http.md"))
+        self.close()
 
-    def _close(self) -> None:
+    def close(self) -> None:
         self.closing = True
         self.pending = b""
         if self.transport is not None and not self.transport.is_closing():
@@ -544,12 +391,7 @@ class H1Connection(asyncio.Protocol):
         if due > self.loop.time():
             self.timer = self.loop.call_at(due, self._expire)
         elif self.timed == "idle":
-            self._close()
+            self.close()
         else:
             self._refuse(408, f"request not received within {self.limits.request_timeout:g} s "
                               "(--request-timeout); send it in one go")
-
-
-def _log_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("HTTP request task failed", exc_info=task.exception())
