@@ -198,3 +198,27 @@ def test_client_that_never_reads_its_replies_is_dropped(server: Server) -> None:
         while _http_connections(server) >= 1:
             assert time.monotonic() < deadline, "the non-reading client was never dropped"
             time.sleep(0.2)
+
+
+def test_connections_past_max_connections_get_503_and_close() -> None:
+    with Server(APPS / "web", "--max-connections", "2", http=True) as small:
+        held = [socket.create_connection(("127.0.0.1", small.http_port), timeout=10) for _ in range(2)]
+        try:
+            for sock in held:  # both are served (and so counted) before the third arrives
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            with socket.create_connection(("127.0.0.1", small.http_port), timeout=10) as extra:
+                data = _read_until_closed(extra)
+            assert data.startswith(b"HTTP/1.1 503 ") and b"--max-connections" in data
+        finally:
+            for sock in held:
+                sock.close()
+        deadline = time.monotonic() + 10
+        while True:  # the slots free up when the held connections close
+            try:
+                if httpx.get(f"{small.http_url}/healthz", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
