@@ -36,6 +36,8 @@ class Config:
     http_port: int = _opt(32180, "HTTP port; 0 disables HTTP")
     allowed_hosts: str = _opt("", "extra Host names HTTP answers to, comma-separated (DNS-rebinding guard; "
                               "'*' allows any); IP literals, localhost and --host always work")
+    cors_origins: str = _opt("", "web origins (scheme://host[:port]) whose pages may call /rpc and /call from a "
+                             "browser, comma-separated, or '*'; other sites' browser requests get 403")
     uds: str | None = _opt(None, "also listen on this Unix domain socket path")
     workers: int = _opt(1, "server processes sharing the ports")
     threads: int = _opt(64, "threads for blocking functions (64 keeps 64 sleeping calls in flight)")

@@ -1,4 +1,4 @@
-"""HTTP front end: the ASGI app (``create_app``, mountable anywhere) and its uvicorn adapter."""
+"""HTTP front end: the ASGI app (``create_app``, mountable anywhere) and ppy's HTTP/1.1 server for it (h1.py)."""
 
 from ppy.server.http.app import create_app, start
 

@@ -1,4 +1,4 @@
-"""HTTP: the ASGI application of SPEC §3, and uvicorn serving it inside ``ppy serve``'s own event loop.
+"""HTTP: the ASGI application, and serving it inside ``ppy serve``'s own event loop (h1.py's connections).
 
 :func:`create_app` builds a Starlette app around a :class:`ServerState` —
 the same registry, dispatcher (limits, token, error model) and connection
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import socket
+import ssl as ssl_module
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ from ppy import config as cfg
 from ppy.errors import MethodNotFound, PpyError
 from ppy.server.http.calls import HttpCalls
 from ppy.server.http.edge import HostGuard, HostRule, Refusal, error_body, reply, require_token
+from ppy.server.http.gzip import Gzip
+from ppy.server.http.h1 import Limits, Listener
 from ppy.server.observe import console
 from ppy.server.observe import shared as multiproc
 from ppy.server.observe.metrics import Metrics
@@ -137,7 +139,7 @@ def _not_found(request: Request, exc: Exception) -> Response:
 
 def create_app(app_dir: str | Path | None = None, *, state: ServerState | None = None,
                **options: Any) -> Starlette:
-    """The ASGI app of SPEC §3.
+    """The ASGI app: the call routes, the console, discovery, metrics and probes.
 
     ``ppy serve`` passes its own ``state``.  Standalone (another ASGI server,
     or mounted in FastAPI) it builds one from ``app_dir`` and ``options`` —
@@ -162,8 +164,10 @@ def create_app(app_dir: str | Path | None = None, *, state: ServerState | None =
     routes = Routes(state, metrics, stats)
     app = Starlette(
         routes=[
-            Route("/rpc", Asgi(calls.rpc), methods=["POST"]),
-            Route("/call/{entry}/{func}", Asgi(calls.call), methods=["GET", "POST"]),
+            # Every method reaches the call routes: they answer OPTIONS (CORS) and refuse the others,
+            # HEAD included (a method list with GET would let HEAD run the function).
+            Route("/rpc", Asgi(calls.rpc)),
+            Route("/call/{entry}/{func}", Asgi(calls.call)),
             Route("/", Asgi(routes.index), methods=["GET"]),
             Route("/openrpc.json", Asgi(routes.openrpc), methods=["GET"]),
             Route("/metrics", Asgi(routes.metrics_text), methods=["GET"]),
@@ -171,8 +175,9 @@ def create_app(app_dir: str | Path | None = None, *, state: ServerState | None =
             Route("/readyz", Asgi(routes.readyz), methods=["GET"]),
             Route("/console/stats.json", Asgi(routes.stats_json), methods=["GET"]),
         ],
-        middleware=[Middleware(HostGuard, rule=HostRule(state.config.host, state.config.allowed_hosts),
-                               rpc=calls.rpc)],
+        middleware=[Middleware(Gzip),  # outermost: the /rpc short cut in HostGuard gets it too
+                    Middleware(HostGuard, rule=HostRule(state.config.host, state.config.allowed_hosts),
+                               rpc=calls.rpc, refuse_rpc=calls.refuse_rpc)],
         exception_handlers={404: _not_found, 405: _not_found},
     )
     app.state.ppy = state
@@ -188,72 +193,71 @@ class HttpServer:
 
     During the drain HTTP keeps answering, so probes see ``/readyz`` 503 and new
     calls get 503 instead of a refused connection, until every call in flight
-    (TCP or HTTP) is answered; then uvicorn shuts down, finishing responses it
-    is writing.  The serving task is one of ``state.tasks``, so the drain waits
-    for all of that, bounded by its own deadline.
+    (TCP or HTTP) is answered; then the listening sockets close, idle
+    connections close, and replies being written finish.  The serving task is
+    one of ``state.tasks``, so the drain waits for all of that, bounded by its
+    own deadline.
     """
 
-    def __init__(self, server: Any, state: ServerState, task: asyncio.Task[Any]) -> None:
-        self.server = server
+    def __init__(self, state: ServerState, listener: Listener) -> None:
         self.state = state
-        self.task = task
+        self.listeners = [listener]  # an HTTPS listener of the same app can be added
+        self.servers: list[asyncio.Server] = []
         self.sockets: list[socket.socket] = []
-        self._stopping: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self.task = state.spawn(self._serve())
 
     def close(self) -> None:
-        if self._stopping is None:
-            self._stopping = asyncio.get_running_loop().create_task(self._stop_when_idle())
+        self._stop.set()
 
-    async def _stop_when_idle(self) -> None:
+    async def _serve(self) -> None:
+        await self._stop.wait()
         while True:  # each pass waits for a set of calls that all end by their deadline
             others = {t for t in self.state.tasks if t is not self.task}
             if not others:
                 break
             await asyncio.wait(others)
-        self.server.should_exit = True
+        for server in self.servers:
+            server.close()
+        for listener in self.listeners:
+            listener.close_idle()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.state.config.timeout + 1
+        while any(listener.connections for listener in self.listeners) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for listener in self.listeners:
+            for conn in list(listener.connections):
+                if conn.transport is not None:
+                    conn.transport.abort()
+
+
+async def serve_socket(sock: socket.socket, listener: Listener,
+                       ssl: ssl_module.SSLContext | None = None) -> asyncio.Server:
+    """Serve ``listener.app`` over HTTP/1.1 on an already listening socket.  For HTTPS pass ``ssl``
+    (and build the listener with ``scheme="https"``); the listener's limits and drain apply alike."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(listener.factory, sock=sock, backlog=BACKLOG, ssl=ssl)
 
 
 async def start(state: ServerState) -> HttpServer:
-    """Serve :func:`create_app` with uvicorn (httptools) on ``--http-port``, in the running event loop.
-
-    uvicorn's ``serve()`` would install its own SIGTERM/SIGINT handlers and its
-    ``startup()`` exits the process when a bind fails, so ppy binds the sockets
-    itself and drives uvicorn's startup / main loop / shutdown directly; ppy's
-    drain stays in charge of signals.  uvicorn's access log is off: the
-    dispatcher logs calls once, for every dialect.  The protocol is uvicorn's
-    httptools one plus the connect and header deadlines (http_protocol.py).
-    """
-    import uvicorn
-
-    from ppy.server.http.protocol import protocol_class
+    """Serve :func:`create_app` on ``--http-port`` in the running event loop, with ppy's own HTTP/1.1
+    connections (:mod:`ppy.server.http.h1`: head limits, one request at a time, whole-request deadline).
+    ppy's drain stays in charge of signals; the dispatcher logs calls once, for every dialect."""
     from ppy.server.main import SERVICE_TASK, bind_tcp
 
     config = state.config
     app = create_app(state=state)
+    metrics: Metrics = app.state.metrics
     # A --workers child shares the sockets its supervisor bound (see ppy.server.workers.supervisor).
     sockets = state.listen_sockets.get("http") or bind_tcp(config.host, config.http_port, "--http-port")
-    uv_config = uvicorn.Config(
-        app, http=protocol_class(config.idle_timeout, config.request_timeout), ws="none", lifespan="off",
-        interface="asgi3",
-        access_log=False, log_config=None, server_header=False, proxy_headers=False, backlog=BACKLOG,
-        timeout_keep_alive=math.ceil(config.idle_timeout), limit_concurrency=config.max_connections,
-        timeout_graceful_shutdown=math.ceil(config.timeout) + 1)
-    uv_config.load()
-    server = uvicorn.Server(uv_config)
-    server.lifespan = uv_config.lifespan_class(uv_config)
-    await server.startup(sockets=sockets)
-    app.state.metrics.http_connections = lambda: len(server.server_state.connections)
-
-    async def serve() -> None:
-        try:
-            await server.main_loop()
-        finally:
-            await server.shutdown()
-            for sock in sockets:
-                sock.close()
-
-    task = state.spawn(serve())
-    task.set_name(SERVICE_TASK)  # the drain waits for it, but does not count it as a call
-    handle = HttpServer(server, state, task)
+    limits = Limits(idle_timeout=config.idle_timeout, request_timeout=config.request_timeout,
+                    max_connections=config.max_connections, on_trip=metrics.trip,
+                    send_timeout=getattr(config, "send_timeout", config.request_timeout))
+    listener = Listener(app, limits)
+    handle = HttpServer(state, listener)
+    handle.task.set_name(SERVICE_TASK)  # the drain waits for it, but does not count it as a call
     handle.sockets = sockets
+    for sock in sockets:
+        handle.servers.append(await serve_socket(sock, listener))
+    metrics.http_connections = lambda: len(listener.connections)
     return handle

@@ -19,6 +19,7 @@ JSON value (``"2"`` → ``2`` for ``int``):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import decimal
 import enum
@@ -32,19 +33,30 @@ from starlette.types import Receive, Scope, Send
 
 from ppy.errors import InvalidRequest, Overloaded, PpyError
 from ppy.server.http.edge import (
+    BrowserRule,
     Refusal,
     error_body,
+    header,
     no_content,
+    preflight,
     read_body,
     reply,
     require_json,
     require_token,
     tracked,
+    with_cors,
 )
 from ppy.server.observe.metrics import Metrics
 from ppy.server.state import ServerState
 from ppy.wire import jsonrpc, jsonvalue
 from ppy.wire.model import Call
+
+#: Methods each call route answers (``HEAD`` is not one of them: it would run the function).
+RPC_METHODS = b"POST, OPTIONS"
+CALL_METHODS = b"GET, POST, OPTIONS"
+MAX_QUERY_FIELDS = 1000
+#: A refused ``/rpc`` body up to this size is still read, to answer with its ``id``.
+REFUSED_BODY_LIMIT = 64 * 1024
 
 SCALARS: tuple[type, ...] = (int, float, bool, decimal.Decimal, datetime.date, datetime.datetime, datetime.time,
                              datetime.timedelta, uuid.UUID, enum.Enum)
@@ -62,9 +74,13 @@ class HttpCalls:
         self.config = state.config
         self.dispatcher = state.dispatcher
         self.metrics = metrics
+        self.browsers = BrowserRule(state.config.cors_origins)
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         require_json(scope)
+        return await self._read(scope, receive)
+
+    async def _read(self, scope: Scope, receive: Receive) -> bytes:
         try:
             return await read_body(scope, receive, self.config.max_frame_bytes, self.config.request_timeout)
         except Refusal as exc:
@@ -77,13 +93,27 @@ class HttpCalls:
     # -- POST /rpc -------------------------------------------------------------
 
     async def rpc(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        if method != "POST":
+            if method == "OPTIONS":
+                await preflight(scope, send, self.browsers, RPC_METHODS)
+                return
+            error = InvalidRequest(f"{method} is not allowed on /rpc: send the JSON-RPC request with POST")
+            await reply(send, 405, jsonrpc.encode_error(None, error), headers=((b"allow", RPC_METHODS),))
+            return
+        body = None
         try:
+            origin = self.browsers.check(scope)
+            if origin is not None:
+                send = with_cors(send, origin, RPC_METHODS)
             require_token(scope, self.dispatcher)
-            body = await self._body(scope, receive)
+            require_json(scope)
+            body = b""  # from here on, a refusal comes from reading the body (or the drain, after it)
+            body = await self._read(scope, receive)
             if self.state.draining:
                 raise Refusal(503, draining_error())
         except Refusal as exc:
-            await reply(send, exc.status, jsonrpc.encode_error(None, exc.error), headers=exc.headers)
+            await self.refuse_rpc(scope, receive, send, exc, body)
             return
         config = self.config
         items, batch = jsonrpc.parse(body, max_depth=config.max_depth, max_batch=config.max_batch)
@@ -99,6 +129,23 @@ class HttpCalls:
         else:
             await reply(send, 200, answer)
 
+    async def refuse_rpc(self, scope: Scope, receive: Receive, send: Send, exc: Refusal,
+                         body: bytes | None = None) -> None:
+        """A refused ``/rpc`` request still gets a JSON-RPC response, with the request's ``id`` when the
+        body is (or can still be) read: small enough, and within the request deadline.  ``body`` is
+        None when nothing tried to read it yet, ``b""`` when reading it is what failed."""
+        if body is None:  # refused before the body was read: read it now if it is small
+            declared = header(scope, b"content-length")
+            limit = min(REFUSED_BODY_LIMIT, self.config.max_frame_bytes)
+            if declared is not None and declared.isdigit() and int(declared) <= limit:
+                with contextlib.suppress(Refusal):
+                    body = await read_body(scope, receive, limit, self.config.request_timeout)
+        rid = None
+        if body:
+            items, batch = jsonrpc.parse(body, max_depth=self.config.max_depth, max_batch=self.config.max_batch)
+            rid = None if batch else items[0].id
+        await reply(send, exc.status, jsonrpc.encode_error(rid, exc.error), headers=exc.headers)
+
     async def _rpc_item(self, item: jsonrpc.Item) -> bytes | None:
         if isinstance(item, jsonrpc.Rejected):
             return jsonrpc.encode_error(item.id, item.error)
@@ -113,9 +160,20 @@ class HttpCalls:
     async def call(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path_params"]
         method = f"{path['entry']}.{path['func']}"
+        verb = scope["method"]
         try:
+            if verb not in ("GET", "POST"):
+                if verb == "OPTIONS":
+                    await preflight(scope, send, self.browsers, CALL_METHODS)
+                    return
+                raise Refusal(405, InvalidRequest(  # HEAD too: a link checker must not run the function
+                    f"{verb} is not allowed on /call: use GET (query arguments) or POST (JSON body)"),
+                    ((b"allow", CALL_METHODS),))
+            origin = self.browsers.check(scope)
+            if origin is not None:
+                send = with_cors(send, origin, CALL_METHODS)
             require_token(scope, self.dispatcher)
-            if scope["method"] == "POST":
+            if verb == "POST":
                 params = self._post_params(await self._body(scope, receive))
             else:
                 params = self._query_params(method, scope.get("query_string", b""))
@@ -148,8 +206,16 @@ class HttpCalls:
     def _query_params(self, method: str, query: bytes) -> dict[str, Any]:
         fn = self.dispatcher.registry.functions.get(method)
         grouped: dict[str, list[str]] = {}
-        for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True, encoding="utf-8",
-                                    max_num_fields=1000):
+        try:
+            fields = parse_qsl(query.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict",
+                               max_num_fields=MAX_QUERY_FIELDS)
+        except UnicodeDecodeError:
+            raise InvalidRequest("query string is not valid UTF-8: percent-encode the UTF-8 bytes of each "
+                                 "value (e.g. %C3%A9 for é)") from None
+        except ValueError:
+            raise InvalidRequest(f"more than {MAX_QUERY_FIELDS} query fields; send many arguments with POST "
+                                 "/call and a JSON body", {"max_query_fields": MAX_QUERY_FIELDS}) from None
+        for key, value in fields:
             grouped.setdefault(key, []).append(value)
         params: dict[str, Any] = {}
         for name, values in grouped.items():

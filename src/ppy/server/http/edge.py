@@ -13,6 +13,12 @@ Security model (docs/http.md):
 * **Cross-site requests** — a browser sends a cross-site POST without a
   CORS preflight only for ``text/plain``, form and multipart bodies (or no
   Content-Type at all), so every POST must say ``application/json``.
+* **Cross-site calls** — :class:`BrowserRule`: ``/rpc`` and ``/call/...``
+  refuse with 403 a request a browser marks as made by another site
+  (``Sec-Fetch-Site: cross-site`` / ``same-site``, or an ``Origin`` that is
+  not the server's own), unless ``--cors-origins`` lists that origin; then
+  preflights are answered and CORS headers added.  Clients that are not
+  browsers send neither header and are unaffected.
 * **Token** — ``Authorization: Bearer <token>``, compared in constant time
   by the dispatcher's :meth:`~ppy.app.dispatch.Dispatcher.check_token`.
 """
@@ -23,10 +29,10 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import msgspec
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ppy.app.dispatch import UNAUTHORIZED, Dispatcher
 from ppy.errors import InvalidRequest, PpyError, Unauthorized
@@ -104,8 +110,11 @@ async def read_body(scope: Scope, receive: Receive, limit: int, timeout: float) 
     except StopIteration as done:
         body: bytes = done.value
         return body
+    # Served by ppy, the deadline runs from the request's first byte (h1.py); elsewhere from here.
+    extensions = scope.get("extensions") or {}
+    due = extensions.get("ppy.request_deadline")
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout_at(due) if due is not None else asyncio.timeout(timeout):
             body = await Resume(reading, waiting)
     except TimeoutError:
         raise Refusal(408, InvalidRequest(
@@ -204,6 +213,9 @@ class HostRule:
         return True  # an IP literal cannot be re-pointed by DNS
 
 
+RefuseRpc = Callable[[Scope, Receive, Send, Refusal, "bytes | None"], Awaitable[None]]
+
+
 class HostGuard:
     """ASGI middleware refusing requests whose ``Host`` the server is not known by (DNS rebinding).
 
@@ -213,17 +225,23 @@ class HostGuard:
     cut; a mounted one routes as usual.  Unexpected errors still reach Starlette's 500 handler.
     """
 
-    def __init__(self, app: ASGIApp, rule: HostRule, rpc: ASGIApp | None = None) -> None:
+    def __init__(self, app: ASGIApp, rule: HostRule, rpc: ASGIApp | None = None,
+                 refuse_rpc: RefuseRpc | None = None) -> None:
         self.app = app
         self.rule = rule
         self.rpc = rpc
+        self.refuse_rpc = refuse_rpc
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not self.rule.allows(header(scope, b"host")):
             shown = (header(scope, b"host") or b"").decode("latin-1")
-            await reply(send, 400, error_body(InvalidRequest(
+            refusal = Refusal(400, InvalidRequest(
                 f"Host {shown!r} is not a name this server answers to (DNS-rebinding guard); "
-                "use an IP address or localhost, or start the server with --allowed-hosts NAME")))
+                "use an IP address or localhost, or start the server with --allowed-hosts NAME"))
+            if self.refuse_rpc is not None and scope.get("path", "").endswith("/rpc"):
+                await self.refuse_rpc(scope, receive, send, refusal, None)  # a JSON-RPC response, with the id
+            else:
+                await reply(send, refusal.status, error_body(refusal.error))
             return
         if (self.rpc is not None and scope.get("path") == "/rpc" and scope.get("method") == "POST"
                 and not scope.get("root_path")):
@@ -232,3 +250,91 @@ class HostGuard:
         await self.app(scope, receive, send)
 
 
+#: What a browser may send to a listed origin's calls (and what a preflight is told).
+CORS_HEADERS = b"Authorization, Content-Type"
+CORS_MAX_AGE = b"600"
+
+
+class BrowserRule:
+    """Which browser-made requests may reach the call routes (see the module docstring)."""
+
+    def __init__(self, cors_origins: str) -> None:
+        names = {o.strip().rstrip("/").lower() for o in cors_origins.split(",") if o.strip()}
+        self.any = "*" in names
+        self.origins = frozenset(n.encode("latin-1") for n in names if n != "*")
+
+    def check(self, scope: Scope) -> bytes | None:
+        """The origin to name in CORS headers (a listed one), None to run as is, or :class:`Refusal` 403."""
+        origin = site = host = None
+        for key, value in scope["headers"]:
+            if key == b"origin":
+                origin = value
+            elif key == b"sec-fetch-site":
+                site = value
+            elif key == b"host":
+                host = value
+        if origin is None and site is None:
+            return None  # not a browser (or a browser's same-origin GET)
+        if origin is not None:
+            if self.listed(origin):
+                return bytes(origin)
+            if _same_origin(origin, host) and site not in (b"cross-site", b"same-site"):
+                return None
+        elif site not in (b"cross-site", b"same-site"):
+            return None  # same-origin, or "none" (typed in the address bar, a bookmark)
+        shown = (origin or b"another site").decode("latin-1")
+        raise Refusal(403, InvalidRequest(
+            f"cross-site request refused: a page on {shown} may not call this server's functions from a "
+            "browser; if that page should, start the server with --cors-origins ORIGIN"))
+
+    def listed(self, origin: bytes) -> bool:
+        return self.any or origin.lower().rstrip(b"/") in self.origins
+
+
+def _same_origin(origin: bytes, host: bytes | None) -> bool:
+    """``Origin: http://name:port`` names the server itself when its host part is the ``Host`` header
+    (the scheme is not compared: a TLS-terminating proxy in front speaks HTTP to ppy)."""
+    if host is None:
+        return False
+    _, sep, rest = origin.lower().partition(b"://")
+    return bool(sep) and _no_default_port(rest) == _no_default_port(host.lower().strip())
+
+
+def _no_default_port(netloc: bytes) -> bytes:
+    for suffix in (b":80", b":443"):
+        if netloc.endswith(suffix):
+            return netloc[: -len(suffix)]
+    return netloc
+
+
+def cors_headers(origin: bytes, methods: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    return ((b"access-control-allow-origin", origin), (b"vary", b"Origin"),
+            (b"access-control-allow-methods", methods), (b"access-control-allow-headers", CORS_HEADERS))
+
+
+def with_cors(send: Send, origin: bytes, methods: bytes) -> Send:
+    """``send`` with the CORS headers added to the reply (for an origin --cors-origins lists)."""
+    extra = cors_headers(origin, methods)
+
+    async def send_with_cors(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *extra]}
+        await send(message)
+
+    return send_with_cors
+
+
+async def preflight(scope: Scope, send: Send, rule: BrowserRule, methods: bytes) -> None:
+    """``OPTIONS``: a CORS preflight from a listed origin gets 204 and the CORS headers; others 403."""
+    origin = header(scope, b"origin")
+    allow = ((b"allow", methods),)
+    if origin is None:
+        await send({"type": "http.response.start", "status": 204, "headers": list(allow)})
+    elif rule.listed(origin):
+        await send({"type": "http.response.start", "status": 204,
+                    "headers": [*allow, *cors_headers(origin, methods), (b"access-control-max-age", CORS_MAX_AGE)]})
+    else:
+        error = InvalidRequest(f"cross-site request refused: {origin.decode('latin-1')} is not in --cors-origins")
+        await reply(send, 403, error_body(error))
+        return
+    await send({"type": "http.response.body", "body": b""})
