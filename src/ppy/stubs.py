@@ -56,8 +56,6 @@ def cmd_stubs_php(args: argparse.Namespace) -> int:
     doc = _document(args)
     if doc is None:
         return 1
-    for entry, why in doc.get("x-import-errors", {}).items():
-        print(f"ppy stubs: entry {entry!r} failed to import and is left out: {why}", file=sys.stderr)
     try:
         sys.stdout.write(render_php(doc, namespace, args.class_name))
     except ValueError as exc:
@@ -97,7 +95,10 @@ def _local_document(app_dir: Path | None) -> dict[str, Any] | None:
               file=sys.stderr)
         return None
     # Round-trip through JSON so defaults look exactly as a server would send them (dates as strings).
-    doc: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(document(Registry.build(folder), __version__)))
+    registry = Registry.build(folder)
+    for entry, why in registry.failed.items():
+        print(f"ppy stubs: entry {entry!r} failed to import and is left out: {why}", file=sys.stderr)
+    doc: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(document(registry, __version__)))
     return doc
 
 

@@ -5,8 +5,14 @@ Schema generator, rewritten to the draft-07 JSON Schema that OpenRPC tools
 read: see :mod:`ppy.app.schema`), defaults from the signature, summaries from
 docstrings.
 Extensions a generator can rely on: ``x-python-type`` on each parameter and
-result (the annotation as written), ``x-signature`` per method, and
-``x-import-errors`` listing app modules that failed to import.
+result (the annotation as written) and ``x-signature`` per method.
+
+Only callable functions are described: an entry that failed to load (an
+import error, a file resolving outside the app folder) is not in the
+document at all — generated clients and the console would offer functions
+that cannot be called, and a refusal's text names paths outside the app
+folder.  Operators see those failures in the start-up log and in
+``ppy ls APP_DIR`` (on stderr).
 """
 
 from __future__ import annotations
@@ -72,11 +78,8 @@ def describe_method(fn: Function) -> dict[str, Any]:
 
 
 def document(registry: Registry, version: str) -> dict[str, Any]:
-    doc: dict[str, Any] = {
+    return {
         "openrpc": OPENRPC_VERSION,
         "info": {"title": f"ppy app {registry.app_dir.name}", "version": version},
         "methods": [describe_method(fn) for fn in registry.functions.values()],
     }
-    if registry.failed:
-        doc["x-import-errors"] = dict(registry.failed)
-    return doc
