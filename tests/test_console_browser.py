@@ -242,3 +242,5 @@ def test_entries_that_failed_to_load_are_not_listed(browser: Any, tmp_path: Path
         page = browser.find_element(By.TAG_NAME, "body").text
         assert "bad" not in page and "outside" not in page and "leak" not in page and "not_a_module" not in page
         assert browser.find_element(By.ID, "fn-count").text == "1 functions"
+        link = browser.find_element(By.ID, "openapi-link")  # the OpenAPI document, next to openrpc.json
+        assert link.is_displayed() and link.get_attribute("href") == server.http_url + "/openapi.json"

@@ -41,7 +41,7 @@ def test_rpc_discover_lists_only_callable_functions(server: Server) -> None:
     assert_only_good(json.dumps(doc))
 
 
-@pytest.mark.parametrize("path", ["/openrpc.json"])
+@pytest.mark.parametrize("path", ["/openrpc.json", "/openapi.json"])
 def test_http_documents_list_only_callable_functions(server: Server, path: str) -> None:
     reply = httpx.get(server.http_url + path, timeout=10)
     assert reply.status_code == 200

@@ -30,8 +30,12 @@ Dialect = Literal["draft-07", "2020-12"]
 
 #: What ``Decimal(text)`` accepts and ``str(Decimal)`` writes, for finite values: ``-1.50``, ``1E+2``.
 DECIMAL_PATTERN = r"^[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
-#: ISO 8601 durations as msgspec writes and reads ``timedelta``: ``P1DT2H3.5S``, ``-PT0.5S``.
-DURATION_PATTERN = r"^[+-]?P(?:[0-9]+(?:\.[0-9]+)?[YMWD])*(?:T(?:[0-9]+(?:\.[0-9]+)?[HMS])+)?$"
+#: ISO 8601 durations as msgspec writes and reads ``timedelta`` (days, hours, minutes, seconds; no years,
+#: months or weeks): ``P1DT2H3.5S``, ``-PT0.5S``.  No look-arounds: fuzzers generate values from it.
+#: Only the last unit may have a fraction.
+_I, _N = "[0-9]+", r"[0-9]+(?:\.[0-9]+)?"
+_T = rf"T(?:{_I}H{_I}M{_N}S|{_I}H{_N}M|{_I}H{_N}S|{_N}H|{_I}M{_N}S|{_N}M|{_N}S)"
+DURATION_PATTERN = rf"^[+-]?P(?:{_N}D|{_I}D{_T}|{_T})$"
 _PATTERNS = {"decimal": DECIMAL_PATTERN, "duration": DURATION_PATTERN}
 #: Keywords whose value is data, not a schema: never rewritten.
 _DATA_KEYWORDS = frozenset({"enum", "const", "default", "examples", "required"})
@@ -96,8 +100,10 @@ class Rewriter:
                 out["pattern"] = _PATTERNS[value]
             else:
                 out[key] = self.node(value, stack)
-        if self.dialect == "draft-07" and "prefixItems" in out:
-            # draft-07 spells a tuple as an array of item schemas; nothing may follow them.
-            out["items"] = out.pop("prefixItems")
-            out["additionalItems"] = False
+        if "prefixItems" in out:  # a tuple or NamedTuple: nothing may follow its items
+            if self.dialect == "draft-07":  # which draft-07 spells as an array of item schemas
+                out["items"] = out.pop("prefixItems")
+                out["additionalItems"] = False
+            else:
+                out.setdefault("items", False)
         return out

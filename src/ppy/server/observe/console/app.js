@@ -84,7 +84,7 @@
     $("main").hidden = false;
     $("forget-token").hidden = !token;
     // A link cannot carry the Bearer header: with a token these would only show 401.
-    for (const id of ["openrpc-link", "metrics-link"]) $(id).hidden = Boolean(token);
+    for (const id of ["openrpc-link", "openapi-link", "metrics-link"]) $(id).hidden = Boolean(token);
     $("app-title").textContent = doc.info ? doc.info.title : "console";
     methods = doc.methods || [];
     renderFunctions(methods);
