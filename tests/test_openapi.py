@@ -115,7 +115,7 @@ def test_schemathesis_finds_nothing(kinds: Server, tmp_path: Path) -> None:
            "--request-timeout", "10", "--no-color", "--report", "ndjson", "--report-ndjson-path", str(report)]
     for path in ST_CANNOT_READ:
         cmd += ["--exclude-path", path]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path)  # its cache stays there
     summary = out.stdout[out.stdout.find("SUMMARY"):]
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]
     tested = re.search(r"Tested: (\d+)", summary)
