@@ -23,9 +23,12 @@ final class Connection
     /** @var array<int, true> ids of the socket resources authenticated during this PHP request */
     private static array $authed = [];
 
-    public function __construct(private string $uri, private float $connectTimeout, private bool $persistent,
-                                private ?string $token)
-    {
+    public function __construct(
+        private string $uri,
+        private float $connectTimeout,
+        private bool $persistent,
+        private ?string $token
+    ) {
         [$this->address, $this->tcp] = self::parseUri($uri);
     }
 
@@ -38,7 +41,7 @@ final class Connection
     public function roundtrip(string $line, int|array|null $want, float $wait): array
     {
         $deadline = microtime(true) + $wait;
-        for ($attempt = 1; ; $attempt++) {
+        for ($attempt = 1;; $attempt++) {
             $sock = $this->socket($wait);
             try {
                 if (!$this->write($sock, $line, $deadline)) {

@@ -47,9 +47,13 @@ final class Legacy
      *
      * @param array<int|string, mixed> $param
      */
-    public static function encodePayload(string $entry, string $func, array $param, ?string $token = null,
-                                         ?float $timeout = null): string
-    {
+    public static function encodePayload(
+        string $entry,
+        string $func,
+        array $param,
+        ?string $token = null,
+        ?float $timeout = null
+    ): string {
         $request = ['entry' => $entry, 'func' => $func, 'param' => $param];
         if ($token !== null) {
             $request['token'] = $token;
