@@ -31,9 +31,15 @@ $(JS_STAMP): tests/js/package.json
 
 js-deps: $(JS_STAMP)
 
+# PHP: PSR-12 via phpcs (Debian's php-codesniffer, from `make system-deps`). Missing: an error under
+# CI=true, else the PHP part is skipped with a message.
 lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+	@if command -v phpcs >/dev/null 2>&1; then phpcs --standard=PSR12 clients/php && echo "phpcs: clients/php is PSR-12 clean"; \
+	elif [ "$${CI:-}" = true ] || [ "$${CI:-}" = 1 ]; then \
+		echo "lint: phpcs is missing (Debian package php-codesniffer; make system-deps installs it as root)" >&2; exit 1; \
+	else echo "lint: phpcs is not installed, PHP lint skipped (make system-deps installs php-codesniffer as root)" >&2; fi
 
 test: install system-deps js-deps lint
 	$(BIN)/python -m pytest -q

@@ -234,3 +234,10 @@ def test_stubs_handle_every_parameter_kind(tmp_path: Path) -> None:
         out = _php_run(prelude + "echo $api->sig_both(['key' => 'k']), ' ';"
                        "try { $api->sig_both([1, 2]); } catch (Ppy\\InvalidParamsException $e) { echo 'invalid'; }", {})
         assert out == "k=0 invalid", out
+
+
+def test_phpcs_psr12_clean() -> None:
+    phpcs = require_tool("phpcs")
+    out = subprocess.run([phpcs, "--standard=PSR12", "--report=full", str(PHP_CLIENT)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -81,8 +81,8 @@ class Client
      * Call "entry.func" and return its result. Positional arguments go as a JSON array,
      * PHP named arguments as a JSON object (Python keyword arguments); do not mix them.
      *
-     * @throws Exception RemoteException subclasses for errors the server reports,
-     *                   ConnectionException / TimeoutException for transport failures
+     * @throws PpyException RemoteException subclasses for errors the server reports,
+     *                   ConnectionException / TimeoutException (an interface) for transport failures
      */
     public function call(string $method, mixed ...$args): mixed
     {

@@ -191,11 +191,13 @@ final class ExceptionsTest extends TestCase
     public function testHierarchy(): void
     {
         foreach (
-            [Ppy\ConnectionException::class, Ppy\TimeoutException::class, Ppy\RemoteException::class,
+            [Ppy\ConnectionException::class, Ppy\ClientTimeoutException::class, Ppy\RemoteException::class,
                   Ppy\ProtocolException::class] as $class
         ) {
             $this->assertTrue(is_subclass_of($class, Ppy\Exception::class), $class);
         }
+        // Ppy\TimeoutException is now the interface of both timeouts (a class cannot have two parents).
+        $this->assertTrue(is_subclass_of(Ppy\TimeoutException::class, Ppy\ExceptionInterface::class));
         $this->assertTrue(is_subclass_of(Ppy\ProtocolException::class, Ppy\ConnectionException::class));
         $this->assertTrue(is_subclass_of(Ppy\Exception::class, \RuntimeException::class));
         foreach (Ppy\RemoteException::CLASSES as $class) {
