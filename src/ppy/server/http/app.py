@@ -33,7 +33,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ppy import config as cfg
-from ppy.app import openapi
+from ppy.app import openapi as openapi_doc
 from ppy.errors import MethodNotFound, PpyError
 from ppy.server.http.calls import HttpCalls
 from ppy.server.http.edge import HostGuard, HostRule, Refusal, error_body, reply, require_token
@@ -99,7 +99,7 @@ class Routes:
             dispatcher = self.state.dispatcher
             cached = self._openapi
             if cached is None or cached[0] is not dispatcher.registry:
-                doc = openapi.document(dispatcher.registry, dispatcher.version, token=dispatcher.token is not None)
+                doc = openapi_doc.document(dispatcher.registry, dispatcher.version, token=dispatcher.token is not None)
                 cached = self._openapi = (dispatcher.registry, msgspec.json.encode(doc))
             await reply(send, 200, cached[1])
 
