@@ -22,6 +22,7 @@ from typing import Any
 
 import msgspec
 
+from ppy.app.schema import DECIMAL_PATTERN
 from ppy.cli import _client, _client_args
 from ppy.client.errors import ClientError, RemoteError
 
@@ -134,7 +135,7 @@ def php_type(schema: dict[str, Any], defs: dict[str, Any], depth: int = 0) -> Ph
     if isinstance(kind, list):
         return _union([php_type({**schema, "type": k}, defs, depth + 1) for k in kind])
     if kind == "string":
-        if schema.get("format") == "decimal":
+        if schema.get("format") == "decimal" or schema.get("pattern") == DECIMAL_PATTERN:
             return PhpType("string|int|float", "numeric-string|int|float")
         return PhpType("string", "string")
     if kind == "integer":
@@ -146,8 +147,9 @@ def php_type(schema: dict[str, Any], defs: dict[str, Any], depth: int = 0) -> Ph
     if kind == "null":
         return PhpType("null", "null")
     if kind == "array":
-        if "prefixItems" in schema:
-            items = [php_type(s, defs, depth + 1).doc for s in schema["prefixItems"]]
+        tuple_items = schema.get("prefixItems", schema.get("items"))  # 2020-12, or draft-07 (a list)
+        if isinstance(tuple_items, list):
+            items = [php_type(s, defs, depth + 1).doc for s in tuple_items]
             return PhpType("array", "array{" + ", ".join(items) + "}")
         item = php_type(schema.get("items", {}), defs, depth + 1)
         return PhpType("array", f"list<{item.doc}>")
@@ -163,6 +165,12 @@ def php_type(schema: dict[str, Any], defs: dict[str, Any], depth: int = 0) -> Ph
         value = php_type(extra, defs, depth + 1).doc if isinstance(extra, dict) else "mixed"
         return PhpType("array", f"array<string, {value}>")
     return MIXED
+
+
+def _definitions(schema: dict[str, Any]) -> dict[str, Any]:
+    """Named schemas a ``$ref`` may point to: draft-07 ``definitions`` (discovery) or ``$defs``."""
+    found: dict[str, Any] = {**schema.get("$defs", {}), **schema.get("definitions", {})}
+    return found
 
 
 def _union(members: list[PhpType]) -> PhpType:
@@ -258,7 +266,7 @@ def render_method(method: dict[str, Any]) -> list[str]:
     else:
         sig, body, docs = _parameters(params, kinds, positional, notes)
     result = method.get("result", {})
-    defs: dict[str, Any] = result.get("schema", {}).get("$defs", {})
+    defs: dict[str, Any] = _definitions(result.get("schema", {}))
     returns = php_type(result.get("schema", {}), defs)
     void = result.get("x-python-type") == "None"
     lines = ["    /**"]
@@ -295,7 +303,9 @@ def _parameters(params: list[dict[str, Any]], kinds: list[str], positional: bool
     after: list[str] = []  # statements adding optional entries
     for kind, p in zip(kinds, params, strict=True):
         schema = dict(p.get("schema", {}))
-        defs = schema.pop("$defs", {})
+        defs = _definitions(schema)
+        schema.pop("$defs", None)
+        schema.pop("definitions", None)
         has_default = "default" in schema
         default = schema.pop("default", None)
         t = php_type(schema, defs)
