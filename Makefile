@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint system-deps bench bench-smoke clean
+.PHONY: install run test lint system-deps js-deps bench bench-smoke clean
 
 # Debian ships venv support separately (python3-venv): install it when root and it is missing.
 $(STAMP): pyproject.toml
@@ -23,11 +23,25 @@ run: install
 system-deps:
 	bash scripts/system-deps.sh
 
+# npm packages the schema tests run (ajv, ajv-formats, @open-rpc/schema-utils-js): tests/js/node_modules, kept.
+JS_STAMP := tests/js/node_modules/.installed-stamp
+$(JS_STAMP): tests/js/package.json
+	npm install --prefix tests/js --no-audit --no-fund --silent
+	touch $(JS_STAMP)
+
+js-deps: $(JS_STAMP)
+
+# PHP: PSR-12 via phpcs (Debian's php-codesniffer, from `make system-deps`). Missing: an error under
+# CI=true, else the PHP part is skipped with a message.
 lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+	@if command -v phpcs >/dev/null 2>&1; then phpcs --standard=PSR12 clients/php && echo "phpcs: clients/php is PSR-12 clean"; \
+	elif [ "$${CI:-}" = true ] || [ "$${CI:-}" = 1 ]; then \
+		echo "lint: phpcs is missing (Debian package php-codesniffer; make system-deps installs it as root)" >&2; exit 1; \
+	else echo "lint: phpcs is not installed, PHP lint skipped (make system-deps installs php-codesniffer as root)" >&2; fi
 
-test: install system-deps lint
+test: install system-deps js-deps lint
 	$(BIN)/python -m pytest -q
 
 # The benchmark matrix against the baselines (bench/run.py); writes BENCHMARKS.md. ~12 minutes.

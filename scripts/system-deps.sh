@@ -11,6 +11,8 @@ declare -A NEEDS=(
   [chromium]=chromium
   [chromedriver]=chromium-driver
   [haproxy]=haproxy
+  [promtool]=prometheus
+  [phpcs]=php-codesniffer
 )
 
 missing=()

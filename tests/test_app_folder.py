@@ -218,12 +218,20 @@ def test_symlink_resolving_outside_is_refused(server: Server, method: str) -> No
     assert "leaked" not in json.dumps(reply)
 
 
-def test_refusal_is_reported_in_discovery_and_says_why(server: Server) -> None:
+def startup_report(server: Server, entry: str) -> str:
+    """What the start-up log says about a failed entry: ``ExcType: message (file, line N)``."""
+    prefix = f"ppy: warning: entry {entry!r} failed to import: "
+    line = next((line for line in server.output().splitlines() if line.startswith(prefix)), None)
+    assert line is not None, server.output()
+    return line.removeprefix(prefix)
+
+
+def test_refusal_is_logged_kept_out_of_discovery_and_says_why(server: Server) -> None:
     doc = discovered(server)
-    errors = doc["x-import-errors"]
     for entry in ("outfile", "outdir", "trojan"):
-        assert "resolves outside the app folder" in errors[entry]
+        assert "resolves outside the app folder" in startup_report(server, entry)
     assert not any(m["name"].startswith(("outfile.", "outdir.", "trojan.")) for m in doc["methods"])
+    assert "outside" not in json.dumps(doc) and "x-import-errors" not in doc
     err = error(server, "outfile.leak", code=-32601)
     assert "resolves outside the app folder" in err["message"]
 
@@ -255,10 +263,11 @@ def test_import_error_is_reported_on_call(server: Server) -> None:
     assert reply["data"] == [] and "RuntimeError: database unreachable" in reply["error"]
 
 
-def test_import_errors_in_discovery_and_other_modules_keep_working(server: Server) -> None:
-    errors = discovered(server)["x-import-errors"]
+def test_import_errors_logged_not_discovered_and_other_modules_keep_working(server: Server) -> None:
+    errors = {entry: startup_report(server, entry) for entry in ("broken_raise", "broken_syntax")}
     assert errors["broken_raise"] == "RuntimeError: database unreachable at import time (broken_raise.py, line 5)"
     assert errors["broken_syntax"] == "SyntaxError: invalid syntax (broken_syntax.py, line 5)"
+    assert not any(m["name"].startswith("broken_") for m in discovered(server)["methods"])
     assert result(server, "expose.public") == ["public", 1]
     assert "broken_raise" in server.output()  # the operator sees it in the log too
 

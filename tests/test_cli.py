@@ -180,15 +180,20 @@ def test_ls_reports_import_errors(tmp_path: Path) -> None:
     app.mkdir()
     (app / "good.py").write_text("def ok(n: int) -> int:\n    return n\n")
     (app / "bad.py").write_text("import not_a_module_anywhere\n")
+    (app / "outside.py").symlink_to(tmp_path / "elsewhere.py")
+    (tmp_path / "elsewhere.py").write_text("def leak() -> str:\n    return 'leaked'\n")
     local = run("ls", str(app))
     assert local.returncode == 0, local.stderr
     assert "good.ok" in local.stdout
+    # Failures go to stderr, apart from the table of what can be called.
     assert ("entry 'bad' failed to import: ModuleNotFoundError: No module named 'not_a_module_anywhere' "
-            "(bad.py, line 1)") in local.stdout
-    assert "Traceback" not in local.stderr  # the table says it; no wall of tracebacks
+            "(bad.py, line 1)") in " ".join(local.stderr.split())
+    assert "entry 'outside' failed to import" in local.stderr and "resolves outside the app folder" in local.stderr
+    assert "bad" not in local.stdout and "outside" not in local.stdout and "leak" not in local.stdout
+    assert "Traceback" not in local.stderr  # one line each; no wall of tracebacks
     with Server(app) as srv:
         remote = run("ls", "--url", srv.url)
-        assert "good.ok" in remote.stdout and "entry 'bad' failed to import: ModuleNotFoundError" in remote.stdout
+        assert "good.ok" in remote.stdout and "bad" not in remote.stdout and "outside" not in remote.stdout
 
 
 def test_ls_app_dir_argument_reads_the_folder_locally() -> None:

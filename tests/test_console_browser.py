@@ -226,3 +226,21 @@ def test_token_is_asked_once_and_kept_for_the_session(browser: Any, tmp_path: Pa
         card(browser, "h.hello")
         assert not browser.find_element(By.ID, "token-panel").is_displayed()
         browser.execute_script("sessionStorage.clear()")
+
+
+def test_entries_that_failed_to_load_are_not_listed(browser: Any, tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "good.py").write_text("def ok(n: int) -> int:\n    return n\n")
+    (app / "bad.py").write_text("import not_a_module_anywhere\n")
+    (tmp_path / "elsewhere.py").write_text("def leak() -> str:\n    return 'leaked'\n")
+    (app / "outside.py").symlink_to(tmp_path / "elsewhere.py")
+    with Server(app, "--no-access-log", http=True) as server:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        browser.get(server.http_url + "/")
+        card(browser, "good.ok")
+        page = browser.find_element(By.TAG_NAME, "body").text
+        assert "bad" not in page and "outside" not in page and "leak" not in page and "not_a_module" not in page
+        assert browser.find_element(By.ID, "fn-count").text == "1 functions"
+        link = browser.find_element(By.ID, "openapi-link")  # the OpenAPI document, next to openrpc.json
+        assert link.is_displayed() and link.get_attribute("href") == server.http_url + "/openapi.json"

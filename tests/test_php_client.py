@@ -200,6 +200,20 @@ def test_stubs_for_the_demo_app_lint(tmp_path: Path) -> None:
     assert "function billing_invoice_total(array $lines, int $vat_percent = 0): array" in out.stdout
 
 
+def test_stubs_read_the_draft07_discovery_schemas(tmp_path: Path) -> None:
+    """Decimal (a patterned string), tuples (draft-07 ``items`` lists), recursive types (``definitions``)."""
+    php = require_tool("php")
+    out = _stubs("--namespace", "Kinds", "--class-name", "Kinds", str(APPS / "schemas"))
+    assert out.returncode == 0, out.stderr
+    path = tmp_path / "Kinds.php"
+    path.write_text(out.stdout)
+    lint = subprocess.run([php, "-l", str(path)], capture_output=True, text=True, timeout=30)
+    assert lint.returncode == 0, lint.stdout + out.stdout
+    assert "@param numeric-string|int|float $amount" in out.stdout
+    assert "@param array{int, string} $p Python p: tuple[int, str]" in out.stdout
+    assert "@param array{value: int, children?: list<array{value: int," in out.stdout
+
+
 def test_stubs_errors_are_clear() -> None:
     bad_ns = _stubs("--namespace", "1Bad\\Name", str(PHP_APP))
     assert bad_ns.returncode == 2 and "namespace" in bad_ns.stderr
@@ -234,3 +248,10 @@ def test_stubs_handle_every_parameter_kind(tmp_path: Path) -> None:
         out = _php_run(prelude + "echo $api->sig_both(['key' => 'k']), ' ';"
                        "try { $api->sig_both([1, 2]); } catch (Ppy\\InvalidParamsException $e) { echo 'invalid'; }", {})
         assert out == "k=0 invalid", out
+
+
+def test_phpcs_psr12_clean() -> None:
+    phpcs = require_tool("phpcs")
+    out = subprocess.run([phpcs, "--standard=PSR12", "--report=full", str(PHP_CLIENT)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -112,9 +112,11 @@ def test_syntax_error_is_reported_and_the_old_version_keeps_serving(server: Serv
     client = ppy.Client(server.url)
     try:
         (app / "mod.py").write_text("def value(:\n    return 'broken'\n")
-        doc = eventually(lambda: client.call("rpc.discover"), lambda d: "mod" in d.get("x-import-errors", {}))
-        report = doc["x-import-errors"]["mod"]
+        eventually(server.output, lambda out: "still serving its previous version" in out)
+        report = next(line for line in server.output().splitlines() if "reload: entry 'mod' failed to import" in line)
         assert "SyntaxError" in report and "mod.py, line 1" in report
+        doc = client.call("rpc.discover")
+        assert "x-import-errors" not in doc  # failures are the log's, never the listing's
         assert client.call("mod.value") == "one"  # the previous good version still answers
         assert "mod.value" in {m["name"] for m in doc["methods"]}
         assert "still serving its previous version" in server.output()

@@ -11,7 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 
-def print_doc(doc: dict[str, Any]) -> int:
+def print_doc(doc: dict[str, Any], failed: dict[str, str] | None = None) -> int:
+    """The callable functions on stdout; ``failed`` entries (entry -> why) apart from them, on stderr."""
     table = Table(title=doc.get("info", {}).get("title", "ppy"), show_lines=False)
     table.add_column("method", style="bold cyan", no_wrap=True)
     table.add_column("signature")
@@ -19,10 +20,10 @@ def print_doc(doc: dict[str, Any]) -> int:
     for method in doc.get("methods", []):
         # Text(), not markup: "list[int]" would otherwise be read as a style tag and vanish.
         table.add_row(Text(method["name"]), Text(method.get("x-signature", "")), Text(method.get("summary", "")))
-    console = Console()
-    console.print(table)
-    for entry, why in doc.get("x-import-errors", {}).items():
-        console.print(Text.assemble(("entry ", "red"), (repr(entry), "red"), (" failed to import: ", "red"), why))
+    Console().print(table)
+    errors = Console(stderr=True)
+    for entry, why in (failed or {}).items():
+        errors.print(Text.assemble(("entry ", "red"), (repr(entry), "red"), (" failed to import: ", "red"), why))
     return 0
 
 
@@ -36,7 +37,8 @@ def print_local(app_dir: Path | None) -> int:
     if not Path(folder).is_dir():
         Console(stderr=True).print(Text(f"ppy ls: app folder {folder} does not exist; pass an existing APP_DIR"))
         return 1
-    # Import errors are listed under the table; the loader's tracebacks would only bury it.
+    # Import errors are listed on stderr, one line each; the loader's tracebacks would only bury them.
     logging.getLogger("ppy.app").addHandler(logging.NullHandler())
     logging.getLogger("ppy.app").propagate = False
-    return print_doc(document(Registry.build(Path(folder)), __version__))
+    registry = Registry.build(Path(folder))
+    return print_doc(document(registry, __version__), registry.failed)

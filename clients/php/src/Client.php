@@ -81,8 +81,8 @@ class Client
      * Call "entry.func" and return its result. Positional arguments go as a JSON array,
      * PHP named arguments as a JSON object (Python keyword arguments); do not mix them.
      *
-     * @throws Exception RemoteException subclasses for errors the server reports,
-     *                   ConnectionException / TimeoutException for transport failures
+     * @throws PpyException RemoteException subclasses for errors the server reports,
+     *                   ConnectionException / TimeoutException (an interface) for transport failures
      */
     public function call(string $method, mixed ...$args): mixed
     {
@@ -120,8 +120,11 @@ class Client
     public function sendNotification(string $method, array|object $params = []): void
     {
         self::checkNotification($method);
-        $this->connection->roundtrip(Wire::encodeRequest($method, $params, null, true, $this->sentTimeout) . "\n", null,
-            $this->timeout);
+        $this->connection->roundtrip(
+            Wire::encodeRequest($method, $params, null, true, $this->sentTimeout) . "\n",
+            null,
+            $this->timeout
+        );
     }
 
     /** Collect calls with ->call()/->notify() (or `$batch->h->hello()`), then ->send() them in one request. */
@@ -141,8 +144,10 @@ class Client
     /** `$client->h->hello()` and `$client->billing->invoice->total(...)`. */
     public function __get(string $name): Proxy
     {
-        return new Proxy(fn (string $method, array $args): mixed => $this->request($method, Wire::params($args)),
-            $name);
+        return new Proxy(
+            fn (string $method, array $args): mixed => $this->request($method, Wire::params($args)),
+            $name
+        );
     }
 
     /**

@@ -23,9 +23,12 @@ final class Connection
     /** @var array<int, true> ids of the socket resources authenticated during this PHP request */
     private static array $authed = [];
 
-    public function __construct(private string $uri, private float $connectTimeout, private bool $persistent,
-                                private ?string $token)
-    {
+    public function __construct(
+        private string $uri,
+        private float $connectTimeout,
+        private bool $persistent,
+        private ?string $token
+    ) {
         [$this->address, $this->tcp] = self::parseUri($uri);
     }
 
@@ -38,7 +41,7 @@ final class Connection
     public function roundtrip(string $line, int|array|null $want, float $wait): array
     {
         $deadline = microtime(true) + $wait;
-        for ($attempt = 1; ; $attempt++) {
+        for ($attempt = 1;; $attempt++) {
             $sock = $this->socket($wait);
             try {
                 if (!$this->write($sock, $line, $deadline)) {
@@ -114,7 +117,7 @@ final class Connection
         $sock = @stream_socket_client($this->address, $errno, $errstr, $this->connectTimeout, $flags, $context);
         if ($sock === false) {
             if ($errno === 110 || stripos($errstr, 'timed out') !== false) {
-                throw new TimeoutException("connecting to {$this->uri} took over {$this->connectTimeout} s "
+                throw new ClientTimeoutException("connecting to {$this->uri} took over {$this->connectTimeout} s "
                     . "(connect_timeout); check the address and that the server is not overloaded");
             }
             throw new ConnectionException("cannot connect to {$this->uri}: " . ($errstr ?: "error $errno")
@@ -159,7 +162,7 @@ final class Connection
         while (true) {
             if ($written === false || $written === 0) {
                 if (stream_get_meta_data($sock)['timed_out'] || microtime(true) >= $deadline) {
-                    throw new TimeoutException("could not send the request to {$this->uri} within the timeout: "
+                    throw new ClientTimeoutException("could not send the request to {$this->uri} within the timeout: "
                         . 'the server is not reading (overloaded?)');
                 }
                 if ($done === 0) {
@@ -223,7 +226,7 @@ final class Connection
             }
             $left = $deadline - microtime(true);
             if ($left <= 0) {
-                throw new TimeoutException("no reply from {$this->uri} within the timeout; the call may still "
+                throw new ClientTimeoutException("no reply from {$this->uri} within the timeout; the call may still "
                     . "be running on the server: raise the client's 'timeout' option or make the function faster");
             }
             stream_set_timeout($sock, (int) $left, (int) (fmod($left, 1.0) * 1e6));

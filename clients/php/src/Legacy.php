@@ -47,9 +47,13 @@ final class Legacy
      *
      * @param array<int|string, mixed> $param
      */
-    public static function encodePayload(string $entry, string $func, array $param, ?string $token = null,
-                                         ?float $timeout = null): string
-    {
+    public static function encodePayload(
+        string $entry,
+        string $func,
+        array $param,
+        ?string $token = null,
+        ?float $timeout = null
+    ): string {
         $request = ['entry' => $entry, 'func' => $func, 'param' => $param];
         if ($token !== null) {
             $request['token'] = $token;
@@ -77,8 +81,8 @@ final class Legacy
         $sock = @stream_socket_client($address, $errno, $errstr, $connectTimeout);
         if ($sock === false) {
             if ($errno === 110 || stripos($errstr, 'timed out') !== false) {
-                throw new TimeoutException("connecting to $address took over $connectTimeout s; check the address "
-                    . 'and that the server is not overloaded');
+                throw new ClientTimeoutException("connecting to $address took over $connectTimeout s; check the "
+                    . 'address and that the server is not overloaded');
             }
             throw new ConnectionException("cannot connect to $address: " . ($errstr ?: "error $errno")
                 . '; is `ppy serve` running there? (set PPY_HOST / PPY_PORT)');
@@ -102,7 +106,7 @@ final class Legacy
     {
         while ($done < strlen($frame)) {
             if (microtime(true) >= $deadline || stream_get_meta_data($sock)['timed_out']) {
-                throw new TimeoutException("could not send the request to $address within the timeout");
+                throw new ClientTimeoutException("could not send the request to $address within the timeout");
             }
             $written = @fwrite($sock, substr($frame, $done));
             if ($written === false || ($written === 0 && feof($sock))) {
@@ -127,7 +131,7 @@ final class Legacy
             }
             $left = $deadline - microtime(true);
             if ($left <= 0) {
-                throw new TimeoutException("no complete reply from $address within the timeout; the call may "
+                throw new ClientTimeoutException("no complete reply from $address within the timeout; the call may "
                     . 'still be running: pass a larger timeout or make the function faster');
             }
             stream_set_timeout($sock, (int) $left, (int) (fmod($left, 1.0) * 1e6));

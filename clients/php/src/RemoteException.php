@@ -11,7 +11,7 @@ namespace Ppy;
  * to do), getData() the "data" object, getType() the Python exception class name
  * for application errors (-32000). fromError() picks the subclass for the code.
  */
-class RemoteException extends Exception
+class RemoteException extends PpyException
 {
     /** JSON-RPC error code => exception class. */
     public const CLASSES = [

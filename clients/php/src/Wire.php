@@ -53,9 +53,13 @@ final class Wire
      * @param array<int|string, mixed>|object $params a list (positional) or an associative array/object (named)
      * @param int|string|null $id null with $notify=true makes a notification (no "id" member at all)
      */
-    public static function encodeRequest(string $method, array|object $params, int|string|null $id,
-                                         bool $notify = false, ?float $timeout = null): string
-    {
+    public static function encodeRequest(
+        string $method,
+        array|object $params,
+        int|string|null $id,
+        bool $notify = false,
+        ?float $timeout = null
+    ): string {
         $request = ['jsonrpc' => '2.0', 'method' => $method, 'params' => $params];
         if (!$notify) {
             $request['id'] = $id;

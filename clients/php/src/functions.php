@@ -55,11 +55,20 @@ if (!function_exists('ppy_exchange')) {
         $host = (string) ppy_setting('PPY_HOST', '127.0.0.1');
         $port = (int) ppy_setting('PPY_PORT', (string) Client::DEFAULT_PORT);
         $address = str_contains($host, ':') && $host[0] !== '[' ? "tcp://[$host]:$port" : "tcp://$host:$port";
-        $payload = Legacy::encodePayload($entry, $func, $param, $token === null ? null : (string) $token,
-            $timeout === null ? null : (float) $timeout);
+        $payload = Legacy::encodePayload(
+            $entry,
+            $func,
+            $param,
+            $token === null ? null : (string) $token,
+            $timeout === null ? null : (float) $timeout
+        );
         // As Ppy\Client does: wait a little past the deadline the server got, for its own timeout reply.
-        return Legacy::exchange($address, Legacy::encodeFrame($payload), (float) ($timeout ?? 30.0) + Client::GRACE,
-            (float) $connectTimeout);
+        return Legacy::exchange(
+            $address,
+            Legacy::encodeFrame($payload),
+            (float) ($timeout ?? 30.0) + Client::GRACE,
+            (float) $connectTimeout
+        );
     }
 
     /**

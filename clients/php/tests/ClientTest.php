@@ -20,15 +20,19 @@ final class ClientTest extends TestCase
     public function testPositionalArguments(): void
     {
         $this->assertSame('hello, bob!', self::client()->call('t.greet', 'bob'));
-        $this->assertSame(['args' => [1, 'two', null], 'kwargs' => []],
-            self::client()->call('t.echo_args', 1, 'two', null));
+        $this->assertSame(
+            ['args' => [1, 'two', null], 'kwargs' => []],
+            self::client()->call('t.echo_args', 1, 'two', null)
+        );
     }
 
     public function testNamedArgumentsBecomeKeywordArguments(): void
     {
         $this->assertSame('hello, Ann?', self::client()->call('t.greet', punctuation: '?', name: 'Ann'));
-        $this->assertSame(['args' => [], 'kwargs' => ['a' => 1, 'b' => [2]]],
-            self::client()->call('t.echo_args', a: 1, b: [2]));
+        $this->assertSame(
+            ['args' => [], 'kwargs' => ['a' => 1, 'b' => [2]]],
+            self::client()->call('t.echo_args', a: 1, b: [2])
+        );
     }
 
     public function testMixingPositionalAndNamedIsRefusedBeforeSending(): void
@@ -62,8 +66,10 @@ final class ClientTest extends TestCase
                   'list' => [1, [2, [3]]], 'map' => ['k' => 'v'], 'empty' => []];
         $this->assertSame($value, $c->call('t.echo', $value));
         $this->assertSame([], $c->call('t.echo', new \stdClass()));  // {} comes back as an empty PHP array
-        $this->assertSame(['x' => 6, 'y' => 8, 'label' => 'p'],
-            $c->call('t.scale', ['x' => 3, 'y' => 4, 'label' => 'p']));
+        $this->assertSame(
+            ['x' => 6, 'y' => 8, 'label' => 'p'],
+            $c->call('t.scale', ['x' => 3, 'y' => 4, 'label' => 'p'])
+        );
         $this->assertSame('blue:a,b', $c->call('t.paint', 'blue', ['a', 'b']));
         $this->assertNull($c->call('t.nothing'));
         $this->assertNull($c->call('t.maybe'));
@@ -177,8 +183,10 @@ final class ClientTest extends TestCase
 
     public function testOptionsAreValidated(): void
     {
-        foreach ([['timout' => 1], ['timeout' => 0], ['timeout' => 'x'], ['connect_timeout' => -1],
-                  ['persistent' => 1], ['token' => '']] as $options) {
+        foreach (
+            [['timout' => 1], ['timeout' => 0], ['timeout' => 'x'], ['connect_timeout' => -1],
+                  ['persistent' => 1], ['token' => '']] as $options
+        ) {
             try {
                 new Client(Env::tcp(), $options);
                 $this->fail('accepted ' . json_encode($options));

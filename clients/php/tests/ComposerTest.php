@@ -28,7 +28,8 @@ final class ComposerTest extends TestCase
             }
         }
         $check = $loader . ' foreach (' . var_export($classes, true) . ' as $c) { if (!class_exists($c) '
-            . '&& !interface_exists($c)) { echo "missing $c"; exit(1); } } echo function_exists("ppy_exchange") ? "ok" : "no fn";';
+            . '&& !interface_exists($c)) { echo "missing $c"; exit(1); } } '
+            . 'echo function_exists("ppy_exchange") ? "ok" : "no fn";';
         $out = shell_exec(escapeshellarg(PHP_BINARY) . ' -r ' . escapeshellarg($check) . ' 2>&1');
         $this->assertSame('ok', $out);
         $this->assertGreaterThanOrEqual(18, count($classes));

@@ -99,8 +99,10 @@ final class ExceptionsTest extends TestCase
         // The server answered in time, so the connection was kept and works.
         $this->assertHealthy($c);
         // The timeout option is sent with every call, so the server gives up at the same moment.
-        $e = $this->catch(Ppy\RemoteTimeoutException::class,
-            fn () => self::client(['timeout' => 0.3])->call('t.sleep', 2));
+        $e = $this->catch(
+            Ppy\RemoteTimeoutException::class,
+            fn () => self::client(['timeout' => 0.3])->call('t.sleep', 2)
+        );
         $this->assertSame(0.3, $e->getData()['timeout']);
     }
 
@@ -129,8 +131,10 @@ final class ExceptionsTest extends TestCase
         $token = Env::get('PPY_TEST_TOKEN');
         $e = $this->catch(Ppy\UnauthorizedException::class, fn () => (new Client($uri))->call('t.greet', 'x'));
         $this->assertSame(-32003, $e->getCode());
-        $this->catch(Ppy\UnauthorizedException::class,
-            fn () => (new Client($uri, ['token' => 'wrong', 'persistent' => false]))->call('t.greet', 'x'));
+        $this->catch(
+            Ppy\UnauthorizedException::class,
+            fn () => (new Client($uri, ['token' => 'wrong', 'persistent' => false]))->call('t.greet', 'x')
+        );
         $good = new Client($uri, ['token' => $token, 'persistent' => false]);
         $this->assertSame('hello, in!', $good->call('t.greet', 'in'));
         $this->assertSame('hello, again!', $good->call('t.greet', 'again'));
@@ -142,16 +146,20 @@ final class ExceptionsTest extends TestCase
         $uri = 'tcp://127.0.0.1:' . Env::closedPort();
         $e = $this->catch(Ppy\ConnectionException::class, fn () => (new Client($uri))->call('t.greet', 'x'));
         $this->assertStringContainsString($uri, $e->getMessage());
-        $this->catch(Ppy\ConnectionException::class,
-            fn () => (new Client('unix:///nonexistent/ppy.sock'))->call('t.greet', 'x'));
+        $this->catch(
+            Ppy\ConnectionException::class,
+            fn () => (new Client('unix:///nonexistent/ppy.sock'))->call('t.greet', 'x')
+        );
     }
 
     public function testClientSideTimeoutWhenTheServerNeverAnswers(): void
     {
         $server = new ScriptedServer([[['readline'], ['sleep', 3000]]]);
         $start = microtime(true);
-        $e = $this->catch(Ppy\TimeoutException::class,
-            fn () => (new Client($server->uri(), ['timeout' => 0.2, 'persistent' => false]))->call('t.greet', 'x'));
+        $e = $this->catch(
+            Ppy\TimeoutException::class,
+            fn () => (new Client($server->uri(), ['timeout' => 0.2, 'persistent' => false]))->call('t.greet', 'x')
+        );
         $elapsed = microtime(true) - $start;
         $this->assertGreaterThanOrEqual(0.2, $elapsed);
         $this->assertLessThan(0.2 + Client::GRACE + 1.0, $elapsed);
@@ -182,10 +190,14 @@ final class ExceptionsTest extends TestCase
 
     public function testHierarchy(): void
     {
-        foreach ([Ppy\ConnectionException::class, Ppy\TimeoutException::class, Ppy\RemoteException::class,
-                  Ppy\ProtocolException::class] as $class) {
+        foreach (
+            [Ppy\ConnectionException::class, Ppy\ClientTimeoutException::class, Ppy\RemoteException::class,
+                  Ppy\ProtocolException::class] as $class
+        ) {
             $this->assertTrue(is_subclass_of($class, Ppy\Exception::class), $class);
         }
+        // Ppy\TimeoutException is now the interface of both timeouts (a class cannot have two parents).
+        $this->assertTrue(is_subclass_of(Ppy\TimeoutException::class, Ppy\ExceptionInterface::class));
         $this->assertTrue(is_subclass_of(Ppy\ProtocolException::class, Ppy\ConnectionException::class));
         $this->assertTrue(is_subclass_of(Ppy\Exception::class, \RuntimeException::class));
         foreach (Ppy\RemoteException::CLASSES as $class) {

@@ -39,8 +39,10 @@ final class ExchangeTest extends TestCase
     public function testReturnsTheSeedsJsonString(): void
     {
         $this->assertSame('{"data": "hello, bob!", "error": ""}', ppy_exchange('t', 'greet', ['bob']));
-        $this->assertSame('{"data": "hello, Ann?", "error": ""}',
-            ppy_exchange('t', 'greet', ['name' => 'Ann', 'punctuation' => '?']));
+        $this->assertSame(
+            '{"data": "hello, Ann?", "error": ""}',
+            ppy_exchange('t', 'greet', ['name' => 'Ann', 'punctuation' => '?'])
+        );
         $this->assertSame('{"data": null, "error": ""}', ppy_exchange('t', 'nothing'));
         $reply = json_decode(ppy_exchange('t', 'echo', [['a' => [1, 2.5, true], 'é' => 'ü😀']]), true);
         $this->assertSame(['data' => ['a' => [1, 2.5, true], 'é' => 'ü😀'], 'error' => ''], $reply);
@@ -110,9 +112,12 @@ final class ExchangeTest extends TestCase
     public function testTokenOption(): void
     {
         putenv('PPY_PORT=' . Env::get('PPY_TEST_TOKEN_PORT'));
-        $this->assertStringContainsString('token required', json_decode(ppy_exchange('t', 'greet', ['x']), true)['error']);
-        $this->assertSame('{"data": "hello, x!", "error": ""}',
-            ppy_exchange('t', 'greet', ['x'], ['token' => Env::get('PPY_TEST_TOKEN')]));
+        $reply = json_decode(ppy_exchange('t', 'greet', ['x']), true);
+        $this->assertStringContainsString('token required', $reply['error']);
+        $this->assertSame(
+            '{"data": "hello, x!", "error": ""}',
+            ppy_exchange('t', 'greet', ['x'], ['token' => Env::get('PPY_TEST_TOKEN')])
+        );
         putenv('PPY_TOKEN=' . Env::get('PPY_TEST_TOKEN'));
         $this->assertSame('{"data": "hello, y!", "error": ""}', ppy_exchange('t', 'greet', ['y']));
     }

@@ -46,8 +46,11 @@ final class FramingTest extends TestCase
     public function testAnErrorWithoutIdIsThrownAndTheConnectionDropped(): void
     {
         $server = new ScriptedServer([
-            [['readline'], ['send', '{"jsonrpc":"2.0","id":null,"error":{"code":-32002,"message":"full"}}' . "\n", 0, 0],
-             ['sleep', 200]],
+            [
+                ['readline'],
+                ['send', '{"jsonrpc":"2.0","id":null,"error":{"code":-32002,"message":"full"}}' . "\n", 0, 0],
+                ['sleep', 200],
+            ],
             [['readline'], ['send', '{"jsonrpc":"2.0","id":{ID},"result":"second connection"}' . "\n", 0, 0]],
         ]);
         $client = self::client($server, ['persistent' => true]);

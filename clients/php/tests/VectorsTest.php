@@ -55,11 +55,17 @@ final class VectorsTest extends TestCase
             }
             $r = $v['request'];
             $params = $r['params'] ?? [];
-            if ($params === [] && is_array($r['params'] ?? null) && str_contains(self::bytes($v['bytes']), '"params":{}')) {
+            $emptyObject = str_contains(self::bytes($v['bytes']), '"params":{}');
+            if ($params === [] && is_array($r['params'] ?? null) && $emptyObject) {
                 $params = new \stdClass();
             }
-            $line = Ppy\Wire::encodeRequest($r['method'], $params, $r['id'] ?? null, $r['notify'] ?? false,
-                isset($r['timeout']) ? (float) $r['timeout'] : null);
+            $line = Ppy\Wire::encodeRequest(
+                $r['method'],
+                $params,
+                $r['id'] ?? null,
+                $r['notify'] ?? false,
+                isset($r['timeout']) ? (float) $r['timeout'] : null
+            );
             $this->assertSame(self::bytes($v['bytes']), $line, $v['name']);
             $seen++;
         }
@@ -111,10 +117,15 @@ final class VectorsTest extends TestCase
             $seen++;
             // Payloads as the seed's PHP json_encode() writes them are what ppy_exchange() writes.
             $doc = json_decode($payload, true);
-            if (is_array($doc) && isset($doc['entry'], $doc['func']) && !str_contains($payload, '": ')
-                && !preg_match('/[\x80-\xff]/', $payload)) {
-                $this->assertSame($payload, Ppy\Legacy::encodePayload($doc['entry'], $doc['func'], $doc['param'] ?? []),
-                    $v['name']);
+            if (
+                is_array($doc) && isset($doc['entry'], $doc['func']) && !str_contains($payload, '": ')
+                && !preg_match('/[\x80-\xff]/', $payload)
+            ) {
+                $this->assertSame(
+                    $payload,
+                    Ppy\Legacy::encodePayload($doc['entry'], $doc['func'], $doc['param'] ?? []),
+                    $v['name']
+                );
             }
         }
         $this->assertGreaterThan(0, $seen);
@@ -149,7 +160,9 @@ final class VectorsTest extends TestCase
         $vectors = self::vectors('legacy_replies.json');
         // Every reply vector, one connection each, delivered a few bytes at a time.
         $server = new ScriptedServer(array_map(
-            fn (array $v): array => [['readlegacy'], ['send', self::bytes($v['bytes']), 3, 0]], $vectors));
+            fn (array $v): array => [['readlegacy'], ['send', self::bytes($v['bytes']), 3, 0]],
+            $vectors
+        ));
         putenv("PPY_PORT={$server->port}");
         try {
             foreach ($vectors as $v) {

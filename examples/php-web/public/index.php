@@ -42,7 +42,7 @@ try {
     }
     $rows['h.python_version()'] = $ppy->call('h.python_version');
     $status = 200;
-} catch (Ppy\Exception $err) {
+} catch (Ppy\PpyException $err) {
     $status = 503;
     $rows = ['error' => get_class($err) . ': ' . $err->getMessage()];
 }

@@ -1,10 +1,18 @@
 """The ``rpc.discover`` document: OpenRPC 1.2 generated from signatures.
 
 Parameter and result schemas come from the annotations (via msgspec's JSON
-Schema generator), defaults from the signature, summaries from docstrings.
+Schema generator, rewritten to the draft-07 JSON Schema that OpenRPC tools
+read: see :mod:`ppy.app.schema`), defaults from the signature, summaries from
+docstrings.
 Extensions a generator can rely on: ``x-python-type`` on each parameter and
-result (the annotation as written), ``x-signature`` per method, and
-``x-import-errors`` listing app modules that failed to import.
+result (the annotation as written) and ``x-signature`` per method.
+
+Only callable functions are described: an entry that failed to load (an
+import error, a file resolving outside the app folder) is not in the
+document at all — generated clients and the console would offer functions
+that cannot be called, and a refusal's text names paths outside the app
+folder.  Operators see those failures in the start-up log and in
+``ppy ls APP_DIR`` (on stderr).
 """
 
 from __future__ import annotations
@@ -16,19 +24,17 @@ import msgspec
 
 from ppy.app.function import Function, type_text
 from ppy.app.registry import Registry
+from ppy.app.schema import schema_for
 
 OPENRPC_VERSION = "1.2.6"
 
 
 def _schema(tp: Any) -> dict[str, Any]:
-    if tp is inspect.Parameter.empty or tp is Any:
-        return {}
-    if tp is None or tp is type(None):
-        return {"type": "null"}
-    try:
-        return dict(msgspec.json.schema(tp))
-    except (TypeError, ValueError):
-        return {}
+    """Standalone draft-07 (what OpenRPC tools read): a recursive type's definitions travel with it."""
+    schema, definitions = schema_for(tp, "draft-07", "#/definitions/")
+    if definitions:
+        schema["definitions"] = definitions
+    return schema
 
 
 def _jsonable(value: Any) -> bool:
@@ -72,11 +78,8 @@ def describe_method(fn: Function) -> dict[str, Any]:
 
 
 def document(registry: Registry, version: str) -> dict[str, Any]:
-    doc: dict[str, Any] = {
+    return {
         "openrpc": OPENRPC_VERSION,
         "info": {"title": f"ppy app {registry.app_dir.name}", "version": version},
         "methods": [describe_method(fn) for fn in registry.functions.values()],
     }
-    if registry.failed:
-        doc["x-import-errors"] = dict(registry.failed)
-    return doc

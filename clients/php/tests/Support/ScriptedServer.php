@@ -15,8 +15,11 @@ final class ScriptedServer
     public function __construct(array $connections)
     {
         $cmd = [PHP_BINARY, __DIR__ . '/../fixtures/scripted_server.php', base64_encode(json_encode($connections))];
-        $proc = proc_open($cmd, [0 => ['file', '/dev/null', 'r'], 1 => ['pipe', 'w'], 2 => ['file', '/dev/null', 'w']],
-            $pipes);
+        $proc = proc_open(
+            $cmd,
+            [0 => ['file', '/dev/null', 'r'], 1 => ['pipe', 'w'], 2 => ['file', '/dev/null', 'w']],
+            $pipes
+        );
         if (!is_resource($proc)) {
             throw new \RuntimeException('cannot start the scripted server');
         }

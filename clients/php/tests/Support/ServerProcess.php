@@ -20,8 +20,11 @@ final class ServerProcess
         $port ??= Env::closedPort();
         $log = sys_get_temp_dir() . "/ppy-phpunit-server-$port.log";
         $cmd = [Env::python(), '-m', 'ppy', 'serve', $app, '--port', (string) $port, '--http-port', '0', ...$args];
-        $proc = proc_open($cmd, [0 => ['file', '/dev/null', 'r'], 1 => ['file', $log, 'a'], 2 => ['file', $log, 'a']],
-            $pipes);
+        $proc = proc_open(
+            $cmd,
+            [0 => ['file', '/dev/null', 'r'], 1 => ['file', $log, 'a'], 2 => ['file', $log, 'a']],
+            $pipes
+        );
         if (!is_resource($proc)) {
             throw new \RuntimeException('cannot start ' . implode(' ', $cmd));
         }

@@ -10,7 +10,8 @@ counts the TCP listener uses — so it can be served in-process by
 
 Routes: ``POST /rpc``, ``GET|POST /call/{entry}/{func}``, ``GET /`` (the
 console), ``GET /openrpc.json``, ``GET /metrics``, ``GET /healthz``,
-``GET /readyz``, ``GET /console/stats.json`` (the console's live data).
+``GET /readyz``, ``GET /console/stats.json`` (the console's live data),
+``GET /openapi.json`` (OpenAPI 3.1 for ``/call``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ppy import config as cfg
+from ppy.app import openapi as openapi_doc
 from ppy.errors import MethodNotFound, PpyError
 from ppy.server.http.calls import HttpCalls
 from ppy.server.http.edge import HostGuard, HostRule, Refusal, error_body, reply, require_token
@@ -70,6 +72,7 @@ class Routes:
         self.share = multiproc.StatsShare(stats) if multiproc.enabled() else None
         self.page = console.Page()
         self._openrpc: tuple[object, bytes] | None = None
+        self._openapi: tuple[object, bytes] | None = None
 
     async def _guarded(self, scope: Scope, send: Send) -> bool:
         try:
@@ -92,6 +95,15 @@ class Routes:
     async def openrpc(self, scope: Scope, receive: Receive, send: Send) -> None:
         if await self._guarded(scope, send):
             await reply(send, 200, self._discovery())
+
+    async def openapi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if await self._guarded(scope, send):
+            dispatcher = self.state.dispatcher
+            cached = self._openapi
+            if cached is None or cached[0] is not dispatcher.registry:
+                doc = openapi_doc.document(dispatcher.registry, dispatcher.version, token=dispatcher.token is not None)
+                cached = self._openapi = (dispatcher.registry, msgspec.json.encode(doc))
+            await reply(send, 200, cached[1])
 
     def _discovery(self) -> bytes:
         dispatcher = self.state.dispatcher
@@ -170,6 +182,7 @@ def create_app(app_dir: str | Path | None = None, *, state: ServerState | None =
             Route("/call/{entry}/{func}", Asgi(calls.call)),
             Route("/", Asgi(routes.index), methods=["GET"]),
             Route("/openrpc.json", Asgi(routes.openrpc), methods=["GET"]),
+            Route("/openapi.json", Asgi(routes.openapi), methods=["GET"]),
             Route("/metrics", Asgi(routes.metrics_text), methods=["GET"]),
             Route("/healthz", Asgi(routes.healthz), methods=["GET"]),
             Route("/readyz", Asgi(routes.readyz), methods=["GET"]),

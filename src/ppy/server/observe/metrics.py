@@ -12,7 +12,15 @@ as in tests or when mounted twice, never clash).  The ``method`` label only
 takes the registry's methods and the ``rpc.`` built-ins; anything else a
 client invents is ``(other)``, so a client cannot grow the label set.
 
-    ppy_worker_respawn_seconds{pool}              worker replacement time (pool: workers, isolate)
+    ppy_worker_respawn_seconds{pool}              worker replacement time (pool: workers, isolate); only
+                                                  under --workers (after a first respawn) or --isolate
+    process_*, python_info                        prometheus_client's process and platform collectors
+                                                  (resident memory, open fds, CPU seconds, start time)
+
+Conventions checked by ``promtool check metrics`` (tests/test_metrics_conventions.py): no ``*_created``
+series (``disable_created_metrics``: a process-wide prometheus_client setting, so an app that mounts
+ppy's ASGI app gets it too), and OpenMetrics ``# UNIT`` for every family named ``*_seconds`` or
+``*_bytes`` (:class:`ppy.server.observe.shared.Units`).
 
 In one process, calls are counted into plain ints and lists (the event-loop
 thread is the only writer, so no lock) and the families are built when
@@ -20,21 +28,28 @@ scraped (``_Counted``).  Multiprocess mode (``--workers``,
 ``PROMETHEUS_MULTIPROC_DIR`` set by the supervisor): the observer is
 ``observe_shared``, feeding file-backed ``Counter``/``Histogram`` values that a
 scrape sums over every worker; the live values are published by
-:class:`ppy.server.observe.shared.Publisher` instead of the ``_Live`` collector.
+:class:`ppy.server.observe.shared.Publisher` instead of the ``_Live`` collector,
+and so are the process figures (``process_*`` per worker, labelled by ``pid``;
+``process_cpu_seconds_total`` summed over every worker that ever ran).
 """
 
 from __future__ import annotations
 
-import time
 from bisect import bisect_left
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from ppy.server.observe import shared as multiproc
@@ -63,6 +78,7 @@ BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
 BOUNDS = [floatToGoString(b) for b in BUCKETS]  # type: ignore[no-untyped-call]
 BOUNDS.append("+Inf")  # the "le" labels prometheus_client writes
 CALLS_HELP = "Calls answered, by method, dialect and outcome"
+disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double every counter and histogram for a value nobody graphs
 LATENCY_HELP = "Call latency from decode to encoded reply"
 
 
@@ -79,12 +95,11 @@ class _Row:
 class _Hist:
     """Non-cumulative bucket counts (the last one is +Inf) and the sum, for one method."""
 
-    __slots__ = ("counts", "created", "total")
+    __slots__ = ("counts", "total")
 
     def __init__(self) -> None:
         self.counts = [0] * (len(BUCKETS) + 1)
         self.total = 0.0
-        self.created = time.time()
 
 
 class Metrics:
@@ -105,7 +120,6 @@ class Metrics:
         #: (method label, dialect, outcome) -> row, in creation order: what a scrape reports.
         self.series: dict[tuple[str, str, str], _Row] = {}
         self.hists: dict[str, _Hist] = {}
-        self._created: dict[tuple[str, str, str], float] = {}
         # --workers: values must be file-backed to be summed over the workers, so they go to
         # prometheus_client's own (locked) metrics; a scrape reads those files.
         self.observer: Callable[[str, str, int, float], None] = self.observe
@@ -118,12 +132,14 @@ class Metrics:
             self.observer = self.observe_shared
         else:
             self.registry.register(_Counted(self))
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
         self.registry.register(_Live(self))
-        self.respawns = Histogram("ppy_worker_respawn_seconds", multiproc.RESPAWN_HELP, ["pool"],
-                                  buckets=multiproc.RESPAWN_BUCKETS, registry=self.registry)
         observers = getattr(state.dispatcher.runner, "respawn_observers", None)
-        if observers is not None:  # --isolate: the pool reports each replacement
-            observers.append(lambda seconds, _why: self.respawns.labels("isolate").observe(seconds))
+        if observers is not None:  # --isolate: the pool reports each replacement (none without a pool)
+            respawns = Histogram("ppy_worker_respawn_seconds", multiproc.RESPAWN_HELP, ["pool"], unit="seconds",
+                                 buckets=multiproc.RESPAWN_BUCKETS, registry=self.registry).labels("isolate")
+            observers.append(lambda seconds, _why: respawns.observe(seconds))
 
     def known(self, method: str) -> bool:
         return method in self.state.dispatcher.registry.functions or method in BUILTINS
@@ -152,7 +168,6 @@ class Metrics:
             if hist is None:
                 hist = self.hists[label] = _Hist()
             row = self.series[series] = _Row(hist)
-            self._created[series] = time.time()
         if label != OTHER:  # invented names share the (other) row without growing this cache
             self._rows[(method, dialect, code)] = row
         return row
@@ -182,7 +197,7 @@ class Metrics:
         if self.shared is not None:
             return self.shared.render(accept)
         encoder, content_type = choose_encoder(accept or "")
-        return encoder(self.registry), content_type
+        return encoder(multiproc.Units(self.registry)), content_type
 
 
 class _Counted:
@@ -195,9 +210,9 @@ class _Counted:
         metrics = self.metrics
         calls = CounterMetricFamily("ppy_calls", CALLS_HELP, labels=["method", "dialect", "outcome"])
         for series, row in list(metrics.series.items()):
-            calls.add_metric(series, row.calls, created=metrics._created[series])
+            calls.add_metric(series, row.calls)
         yield calls
-        latency = HistogramMetricFamily("ppy_call_duration_seconds", LATENCY_HELP, labels=["method"])
+        latency = HistogramMetricFamily("ppy_call_duration_seconds", LATENCY_HELP, labels=["method"], unit="seconds")
         for label, hist in list(metrics.hists.items()):
             cumulative: list[tuple[str, float]] = []
             seen = 0
@@ -205,7 +220,6 @@ class _Counted:
                 seen += count
                 cumulative.append((bound, seen))
             latency.add_metric([label], cumulative, hist.total)
-            latency.samples.append(Sample("ppy_call_duration_seconds_created", {"method": label}, hist.created))
         yield latency
 
 

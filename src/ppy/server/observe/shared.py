@@ -11,6 +11,13 @@ memory; :class:`Publisher` copies them into ``livesum`` gauges (dropped when
 their process dies) when a scrape comes in and once a second otherwise, and
 the limit-trip tallies into a multiprocess counter.  A scrape therefore sees
 its own worker's values exactly and the others' at most a second old.
+
+Process figures are per process, so they are published the same way
+(:class:`ProcessShare`): ``process_resident_memory_bytes``, ``process_open_fds``
+and the other ``process_*`` gauges once per live worker with a ``pid`` label
+(a dead worker's series go with it), and ``process_cpu_seconds_total`` as a
+counter summed over every worker that ever ran (so it never goes back when
+one is replaced).  ``python_info`` is the same in every worker: written once.
 """
 
 from __future__ import annotations
@@ -79,9 +86,11 @@ class Publisher:
         self.trips = Counter("ppy_limit_trips", "Requests refused or cut short by a limit, by limit", ["limit"],
                              registry=None)
         self._published: Tally[str] = Tally()
+        self.process = ProcessShare()
         every_refresh(self.publish)
 
     def publish(self) -> None:
+        self.process.publish()
         state = self.source.state
         self.inflight.set(state.dispatcher.inflight)
         for dialect in ("legacy", "lines"):
@@ -100,15 +109,66 @@ class Publisher:
 
     def render(self, accept: str | None) -> tuple[bytes, str]:
         """Every worker's metrics, summed; this worker's live values are published first."""
-        from prometheus_client import CollectorRegistry, multiprocess
+        from prometheus_client import CollectorRegistry, PlatformCollector, multiprocess
         from prometheus_client.exposition import choose_encoder
 
         self.publish()
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        PlatformCollector(registry=registry)
         encoder, content_type = choose_encoder(accept or "")
-        body: Any = encoder(registry)
+        body: Any = encoder(Units(registry))
         return body, content_type
+
+
+class ProcessShare:
+    """This worker's ``process_*`` figures (prometheus_client's ``ProcessCollector``), as multiprocess values."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, ProcessCollector
+
+        self.collector = ProcessCollector(registry=None)
+        self.gauges: dict[str, Any] = {}
+        self.cpu = Counter("process_cpu_seconds", "Total user and system CPU time spent in seconds, summed over "
+                           "every worker (replaced ones too)", registry=None)
+        self.cpu_published = 0.0
+
+    def publish(self) -> None:
+        from prometheus_client import Gauge
+
+        for family in self.collector.collect():
+            if not family.samples:
+                continue
+            value = family.samples[0].value
+            if family.type == "counter":  # process_cpu_seconds: add what this worker used since last time
+                if value > self.cpu_published:
+                    self.cpu.inc(value - self.cpu_published)
+                    self.cpu_published = value
+                continue
+            gauge = self.gauges.get(family.name)
+            if gauge is None:
+                gauge = self.gauges[family.name] = Gauge(family.name, family.documentation + " (per worker)",
+                                                         multiprocess_mode="liveall", registry=None)
+            gauge.set(value)
+
+
+class Units:
+    """A registry view that gives ``*_seconds`` and ``*_bytes`` families their OpenMetrics ``# UNIT``.
+
+    Neither prometheus_client's process collector nor its multiprocess collector sets units; the
+    OpenMetrics encoder writes ``# UNIT`` for a family that has one (the text format ignores it).
+    """
+
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
+
+    def collect(self) -> Any:
+        for family in self.registry.collect():
+            if not family.unit:
+                for unit in ("seconds", "bytes"):
+                    if family.name.endswith("_" + unit):
+                        family.unit = unit
+            yield family
 
 
 class StatsShare:

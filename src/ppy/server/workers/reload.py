@@ -15,9 +15,8 @@ the process, so connections stay open:
   is dropped from ``sys.modules`` (old code keeps the module objects it
   already holds).  Bytecode caches are not written while reloading, because
   ``.pyc`` validation by mtime (whole seconds) and size can miss a quick edit.
-* An entry that imported before and fails now is reported (log,
-  ``x-import-errors`` in ``rpc.discover``, hence the console) while its
-  previous version keeps serving.
+* An entry that imported before and fails now is reported in the log while
+  its previous version keeps serving.
 * With ``--isolate`` the pool's workers are restarted (idle ones at once,
   busy ones after their call).  A failing entry there keeps the *whole*
   previous registry, so the server and its workers never disagree.

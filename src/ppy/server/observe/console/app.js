@@ -84,10 +84,10 @@
     $("main").hidden = false;
     $("forget-token").hidden = !token;
     // A link cannot carry the Bearer header: with a token these would only show 401.
-    for (const id of ["openrpc-link", "metrics-link"]) $(id).hidden = Boolean(token);
+    for (const id of ["openrpc-link", "openapi-link", "metrics-link"]) $(id).hidden = Boolean(token);
     $("app-title").textContent = doc.info ? doc.info.title : "console";
     methods = doc.methods || [];
-    renderFunctions(methods, doc["x-import-errors"] || {});
+    renderFunctions(methods);
     refresh();
   }
 
@@ -127,14 +127,9 @@
     return el("textarea", Object.assign({ rows: "2", spellcheck: "false" }, common));
   }
 
-  function renderFunctions(list, importErrors) {
+  function renderFunctions(list) {
     const box = $("functions");
     box.textContent = "";
-    const errors = $("import-errors");
-    errors.textContent = "";
-    for (const [entry, why] of Object.entries(importErrors)) {
-      errors.append(el("p", { class: "import-error", text: "entry " + entry + " failed to import: " + why }));
-    }
     $("fn-count").textContent = list.length + " functions";
     let lastEntry = null;
     for (const method of list) {
