@@ -20,6 +20,7 @@ import logging
 import math
 import socket
 from pathlib import Path
+from ssl import SSLContext
 from typing import Any
 
 import msgspec
@@ -198,6 +199,7 @@ class HttpServer:
         self.state = state
         self.task = task
         self.sockets: list[socket.socket] = []
+        self.app: Starlette | None = None
         self._stopping: asyncio.Task[None] | None = None
 
     def close(self) -> None:
@@ -213,8 +215,12 @@ class HttpServer:
         self.server.should_exit = True
 
 
-async def start(state: ServerState) -> HttpServer:
+async def start(state: ServerState, *, sockets: list[socket.socket] | None = None,
+                ssl: SSLContext | None = None, app: Starlette | None = None) -> HttpServer:
     """Serve :func:`create_app` with uvicorn (httptools) on ``--http-port``, in the running event loop.
+
+    HTTPS (``--https-port``) is the same call given its listening ``sockets``, the server's ``ssl``
+    context and the ``app`` the plain port already serves (one app: metrics count each call once).
 
     uvicorn's ``serve()`` would install its own SIGTERM/SIGINT handlers and its
     ``startup()`` exits the process when a bind fails, so ppy binds the sockets
@@ -229,9 +235,10 @@ async def start(state: ServerState) -> HttpServer:
     from ppy.server.main import SERVICE_TASK, bind_tcp
 
     config = state.config
-    app = create_app(state=state)
+    first = app is None  # the first server of this app reports the open-connection count
+    app = app or create_app(state=state)
     # A --workers child shares the sockets its supervisor bound (see ppy.server.workers.supervisor).
-    sockets = state.listen_sockets.get("http") or bind_tcp(config.host, config.http_port, "--http-port")
+    sockets = sockets or state.listen_sockets.get("http") or bind_tcp(config.host, config.http_port, "--http-port")
     uv_config = uvicorn.Config(
         app, http=protocol_class(config.idle_timeout, config.request_timeout), ws="none", lifespan="off",
         interface="asgi3",
@@ -239,10 +246,12 @@ async def start(state: ServerState) -> HttpServer:
         timeout_keep_alive=math.ceil(config.idle_timeout), limit_concurrency=config.max_connections,
         timeout_graceful_shutdown=math.ceil(config.timeout) + 1)
     uv_config.load()
+    uv_config.ssl = ssl  # the handshake happens in the event loop; the routes see plain HTTP
     server = uvicorn.Server(uv_config)
     server.lifespan = uv_config.lifespan_class(uv_config)
     await server.startup(sockets=sockets)
-    app.state.metrics.http_connections = lambda: len(server.server_state.connections)
+    if first:
+        app.state.metrics.http_connections = lambda: len(server.server_state.connections)
 
     async def serve() -> None:
         try:
@@ -256,4 +265,5 @@ async def start(state: ServerState) -> HttpServer:
     task.set_name(SERVICE_TASK)  # the drain waits for it, but does not count it as a call
     handle = HttpServer(server, state, task)
     handle.sockets = sockets
+    handle.app = app
     return handle
