@@ -165,6 +165,12 @@ class TlsConnection(Connection):
             log.debug("TLS client %s connected from %s", self.subject, transport.get_extra_info("peername"))
         super().connection_made(transport)
 
+    def eof_received(self) -> bool | None:
+        # TLS has no half-close: the transport closes after a close_notify whatever we return, and
+        # returning True only makes the event loop log a warning per connection.
+        super().eof_received()
+        return None
+
     def _peer(self) -> str:
         peer = super()._peer()
         subject = getattr(self, "subject", None)
