@@ -202,9 +202,9 @@ def target(args: argparse.Namespace) -> tuple[str, int, str]:
         url = default_url()
     parts = urlsplit(url)
     if args.dialect == "http" and parts.scheme not in ("http", "https"):
-        raise ValueError(f"--dialect http needs an http:// or https:// --url, got {url!r}")
+        raise ValueError(f"--dialect http needs an http:// --url (or https://), got {url!r}")
     if args.dialect != "http" and parts.scheme not in ("tcp", "tls"):
-        raise ValueError(f"--dialect {args.dialect} needs a tcp://host:port or tls://host:port --url, got {url!r}")
+        raise ValueError(f"--dialect {args.dialect} needs a tcp://host:port --url (or tls://host:port), got {url!r}")
     if not parts.hostname or not parts.port:
         raise ValueError(f"--url {url!r} needs a host and a port, e.g. tcp://127.0.0.1:32123")
     return parts.hostname, parts.port, (parts.path or "/rpc")
