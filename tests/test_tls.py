@@ -15,6 +15,7 @@ import socket
 import ssl
 import subprocess
 import time
+import urllib.request
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -165,6 +166,29 @@ def test_legacy_dialect_over_tls(server: TlsServer, pki: Pki) -> None:
 def test_plaintext_port_unchanged_next_to_tls(server: TlsServer) -> None:
     with ppy.Client(server.url) as c:
         assert c.call("h.hello") == "hello, world."
+
+
+def test_http_and_https_side_by_side(pki: Pki) -> None:
+    with TlsServer(pki, http=True, https=True) as srv:
+        with urllib.request.urlopen(f"{srv.http_url}/call/h/hello", timeout=10) as resp:
+            assert json.loads(resp.read()) == {"result": "hello, world."}
+        with ppy.Client(f"https://127.0.0.1:{srv.https_port}", ca=pki.ca) as c:
+            assert c.call("h.hello") == "hello, world."
+        with urllib.request.urlopen(f"{srv.http_url}/metrics", timeout=10) as resp:
+            metrics = resp.read().decode()
+        # One app behind both ports: each call is counted once, whichever port it came in on.
+        assert 'ppy_calls_total{dialect="http",method="h.hello",outcome="ok"} 2.0' in metrics, metrics
+        # Neither HTTP server waits for the other's serving task when draining (each would until the deadline).
+        assert srv.stop() == 0
+        assert "drain deadline passed" not in srv.log_path.read_text(), srv.log_path.read_text()
+
+
+def test_sighup_without_tls_is_logged_not_fatal() -> None:
+    with Server(DEMO_APP) as srv:
+        srv.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "nothing to reload" in srv.output(), "the SIGHUP log line")
+        with ppy.Client(srv.url) as c:
+            assert c.call("h.hello") == "hello, world."
 
 
 def test_https_routes(server: TlsServer, pki: Pki) -> None:

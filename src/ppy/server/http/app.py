@@ -207,8 +207,11 @@ class HttpServer:
             self._stopping = asyncio.get_running_loop().create_task(self._stop_when_idle())
 
     async def _stop_when_idle(self) -> None:
+        from ppy.server.main import SERVICE_TASK
+
         while True:  # each pass waits for a set of calls that all end by their deadline
-            others = {t for t in self.state.tasks if t is not self.task}
+            # Calls only: another HTTP(S) server's serving task waits for this one's in turn.
+            others = {t for t in self.state.tasks if t is not self.task and t.get_name() != SERVICE_TASK}
             if not others:
                 break
             await asyncio.wait(others)

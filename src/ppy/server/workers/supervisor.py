@@ -294,6 +294,7 @@ def supervise(config: Config) -> int:
 def child_main() -> int:
     """A ``--workers`` child: the ordinary server on the sockets the supervisor bound."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload sent while starting: the files are read at start
     from ppy import logs
     from ppy.server.main import run
 
