@@ -232,6 +232,19 @@ def test_plaintext_to_tls_port_is_refused_and_server_stays_healthy(server: TlsSe
     assert server.proc.poll() is None
 
 
+def test_a_client_that_never_finishes_the_handshake_is_closed(pki: Pki) -> None:
+    with TlsServer(pki, "--request-timeout", "1") as srv, \
+            socket.create_connection(("127.0.0.1", srv.tls_port), timeout=15) as sock:
+        sock.sendall(b"\x16\x03\x01")  # the first bytes of a ClientHello, then nothing
+        got = b""
+        try:
+            while chunk := sock.recv(65536):  # bounded by the socket timeout: the server must close first
+                got += chunk
+        except ConnectionResetError:
+            pass
+        assert srv.proc.poll() is None
+
+
 # -- the Python clients ---------------------------------------------------------------------------
 
 

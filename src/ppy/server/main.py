@@ -193,7 +193,7 @@ async def start_listeners(state: ServerState, tls: Tls | None = None) -> list[An
     if tls is not None and config.tls_port:  # the event loop does the handshake; sniffing sees decrypted bytes
         for sock in sockets.get("tls") or bind_tcp(config.host, config.tls_port, "--tls-port"):
             servers.append(await loop.create_server(tls_connection_factory(state), sock=sock, backlog=BACKLOG,
-                                                    ssl=tls.listening))
+                                                    ssl=tls.listening, ssl_handshake_timeout=config.request_timeout))
     for sock in sockets.get("tcp", []):
         servers.append(await loop.create_server(factory, sock=sock, backlog=BACKLOG))
     for sock in sockets.get("uds", []):
