@@ -404,6 +404,9 @@ def test_sighup_under_workers_reaches_every_worker(tmp_path: Path) -> None:
     live = make_pki(tmp_path / "live")
     fresh = make_pki(tmp_path / "fresh", name="rotated")
     with TlsServer(live, "--workers", "2") as srv:
+        # Both workers serving first (SO_REUSEPORT spreads 20 connections over both slots): a worker still
+        # starting Python would be killed by SIGHUP before it can ignore it, and simply be replaced.
+        wait_for(lambda: all(served_cert(srv.tls_port) == der_of(live.cert) for _ in range(20)), "both workers")
         _install(fresh, live)
         srv.proc.send_signal(signal.SIGHUP)
         # SO_REUSEPORT spreads connections by source port: 20 new connections reach both workers.
