@@ -403,15 +403,18 @@ def test_sighup_reloads_the_client_ca(tmp_path: Path) -> None:
 def test_sighup_under_workers_reaches_every_worker(tmp_path: Path) -> None:
     live = make_pki(tmp_path / "live")
     fresh = make_pki(tmp_path / "fresh", name="rotated")
-    with TlsServer(live, "--workers", "2") as srv:
+    with TlsServer(live, "--workers", "2", https=True) as srv:
         # Both workers serving first (SO_REUSEPORT spreads 20 connections over both slots): a worker still
         # starting Python would be killed by SIGHUP before it can ignore it, and simply be replaced.
         wait_for(lambda: all(served_cert(srv.tls_port) == der_of(live.cert) for _ in range(20)), "both workers")
         _install(fresh, live)
         srv.proc.send_signal(signal.SIGHUP)
         # SO_REUSEPORT spreads connections by source port: 20 new connections reach both workers.
-        wait_for(lambda: all(served_cert(srv.tls_port) == der_of(fresh.cert) for _ in range(20)),
-                 "every worker serving the new certificate")
+        wait_for(lambda: all(served_cert(port) == der_of(fresh.cert) for _ in range(20)
+                             for port in (srv.tls_port, srv.https_port)),
+                 "every worker serving the new certificate on both TLS ports")
+        with ppy.Client(f"https://127.0.0.1:{srv.https_port}", ca=fresh.ca) as c:
+            assert c.call("h.hello") == "hello, world."
         assert srv.proc.poll() is None
 
 
