@@ -32,7 +32,7 @@ class Config:
 
     app_dir: Path | None = _opt(None, "app folder (default: ./app if it exists, else the demo app)", positional=True)
     host: str = _opt("127.0.0.1", "address to listen on (non-loopback needs --token-file or --insecure)")
-    port: int = _opt(32123, "TCP port for the legacy and lines dialects (the seed's port)")
+    port: int = _opt(32123, "TCP port for the legacy and lines dialects (the seed's port); 0 turns plaintext TCP off")
     http_port: int = _opt(32180, "HTTP port; 0 disables HTTP")
     allowed_hosts: str = _opt("", "extra Host names HTTP answers to, comma-separated (DNS-rebinding guard; "
                               "'*' allows any); IP literals, localhost and --host always work")
