@@ -175,10 +175,10 @@ final class Connection
             }
         }
         if ($sock === false && $warnings !== [] && $errno !== 110 && stripos($errstr, 'timed out') === false) {
-            throw new ConnectionException("TLS connection to {$this->uri} failed: "
-                . str_replace(["\n", $this->address], [' ', $this->uri], implode('; ', $warnings)) . '; check the \'tls\' option: cafile must be '
-                . 'the CA that signed the server\'s certificate, the host must be a name in it (or set peer_name), '
-                . 'and a server with --tls-client-ca needs local_cert/local_pk');
+            $reason = str_replace(["\n", $this->address], [' ', $this->uri], implode('; ', $warnings));
+            throw new ConnectionException("TLS connection to {$this->uri} failed: $reason; check the 'tls' option: "
+                . 'cafile must be the CA that signed the server\'s certificate, the host must be a name in it '
+                . '(or set peer_name), and a server with --tls-client-ca needs local_cert/local_pk');
         }
         if ($sock === false) {
             if ($errno === 110 || stripos($errstr, 'timed out') !== false) {
