@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 import msgspec
 
 from ppy.cli import default_url, parse_arg
+from ppy.client.common import Address, tls_context
+from ppy.client.errors import ClientError
 from ppy.wire import jsonrpc
 
 DIALECTS = ("lines", "legacy", "http")
@@ -88,6 +90,7 @@ class Bench:
         self.args, self.host, self.port, self.path = args, host, port, path
         self.stats = Stats()
         self.stop_at = 0.0
+        self.ssl: Any = None  # an SSLContext for tls:// and https:// URLs (--ca/--cert/--key)
         params = args.params
         if args.dialect == "legacy":
             entry, _, func = args.method.rpartition(".")
@@ -124,7 +127,7 @@ class Bench:
             while time.perf_counter() < self.stop_at:
                 await self._legacy_call()
             return
-        reader, writer = await asyncio.open_connection(self.host, self.port)
+        reader, writer = await self._open()
         try:
             sent: list[float] = []
             for _ in range(self.args.pipeline):
@@ -147,6 +150,11 @@ class Bench:
         finally:
             writer.close()
 
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.ssl is None:
+            return await asyncio.open_connection(self.host, self.port)
+        return await asyncio.open_connection(self.host, self.port, ssl=self.ssl, server_hostname=self.host)
+
     async def _read_reply(self, reader: asyncio.StreamReader) -> bytes | None:
         if self.args.dialect == "lines":
             line = await reader.readline()
@@ -164,7 +172,7 @@ class Bench:
 
     async def _legacy_call(self) -> None:
         began = time.perf_counter()
-        reader, writer = await asyncio.open_connection(self.host, self.port)
+        reader, writer = await self._open()
         try:
             writer.write(self.request)
             head = await asyncio.wait_for(reader.readexactly(11), CALL_TIMEOUT)
@@ -193,10 +201,10 @@ def target(args: argparse.Namespace) -> tuple[str, int, str]:
     else:
         url = default_url()
     parts = urlsplit(url)
-    if args.dialect == "http" and parts.scheme not in ("http",):
-        raise ValueError(f"--dialect http needs an http:// --url, got {url!r}")
-    if args.dialect != "http" and parts.scheme != "tcp":
-        raise ValueError(f"--dialect {args.dialect} needs a tcp://host:port --url, got {url!r}")
+    if args.dialect == "http" and parts.scheme not in ("http", "https"):
+        raise ValueError(f"--dialect http needs an http:// --url (or https://), got {url!r}")
+    if args.dialect != "http" and parts.scheme not in ("tcp", "tls"):
+        raise ValueError(f"--dialect {args.dialect} needs a tcp://host:port --url (or tls://host:port), got {url!r}")
     if not parts.hostname or not parts.port:
         raise ValueError(f"--url {url!r} needs a host and a port, e.g. tcp://127.0.0.1:32123")
     return parts.hostname, parts.port, (parts.path or "/rpc")
@@ -220,6 +228,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"ppy bench: {exc}", file=sys.stderr)
         return 2
     bench = Bench(args, host, port, path)
+    try:
+        bench.ssl = tls_context(Address.parse(args.url or default_url()), ca=args.ca, cert=args.cert, key=args.key)
+    except ClientError as exc:
+        print(f"ppy bench: {exc}", file=sys.stderr)
+        return 2
     try:
         result = asyncio.run(_run_with_display(bench, args))
     except (TimeoutError, OSError) as exc:
@@ -281,6 +294,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
     p.add_argument("--pipeline", type=int, default=1, help="calls in flight per connection (default 1)")
     p.add_argument("--duration", type=float, default=10.0, help="seconds to run (default 10)")
+    p.add_argument("--ca", default=None, help="tls:// and https://: CA file that signed the server's certificate")
+    p.add_argument("--cert", default=None, help="tls:// and https://: client certificate (mutual TLS)")
+    p.add_argument("--key", default=None, help="private key of --cert (if not in the --cert file)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object, no display")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(func=cmd_bench)

@@ -77,13 +77,18 @@ def _client_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=None, help="server address (default: PPY_URL, or tcp://PPY_HOST:PPY_PORT)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the reply")
     parser.add_argument("--token-file", type=Path, default=None, help="file with the server's token")
+    parser.add_argument("--ca", type=Path, default=None,
+                        help="tls:// and https://: CA file that signed the server's certificate")
+    parser.add_argument("--cert", type=Path, default=None, help="tls:// and https://: client certificate (mutual TLS)")
+    parser.add_argument("--key", type=Path, default=None, help="private key of --cert (if not in the --cert file)")
 
 
 def _client(args: argparse.Namespace) -> Any:
     from ppy.client.blocking import Client
 
     token = cfg.read_token(args.token_file) if args.token_file else None
-    return Client(args.url or default_url(), timeout=args.timeout, token=token)
+    return Client(args.url or default_url(), timeout=args.timeout, token=token, ca=args.ca, cert=args.cert,
+                  key=args.key)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -32,7 +32,7 @@ class Config:
 
     app_dir: Path | None = _opt(None, "app folder (default: ./app if it exists, else the demo app)", positional=True)
     host: str = _opt("127.0.0.1", "address to listen on (non-loopback needs --token-file or --insecure)")
-    port: int = _opt(32123, "TCP port for the legacy and lines dialects (the seed's port)")
+    port: int = _opt(32123, "TCP port for the legacy and lines dialects (the seed's port); 0 turns plaintext TCP off")
     http_port: int = _opt(32180, "HTTP port; 0 disables HTTP")
     allowed_hosts: str = _opt("", "extra Host names HTTP answers to, comma-separated (DNS-rebinding guard; "
                               "'*' allows any); IP literals, localhost and --host always work")
@@ -61,6 +61,13 @@ class Config:
     pool_size: int = _opt(os.cpu_count() or 1, "worker processes with --isolate")
     max_jobs: int = _opt(0, "with --isolate: recycle a worker after this many calls (0: never)")
     max_worker_memory: int = _opt(0, "with --isolate: recycle a worker past this RSS in MB (0: no limit)")
+    # TLS (docs/tls.md): a second TCP port and an HTTPS port, off by default; --port stays plaintext.
+    tls_port: int = _opt(0, "TCP port serving both dialects over TLS 1.2+ (needs --tls-cert and --tls-key; 0: off)")
+    https_port: int = _opt(0, "HTTPS port: the HTTP routes over TLS with the same certificate (0: off)")
+    tls_cert: Path | None = _opt(None, "PEM certificate chain for the TLS ports (reloaded on SIGHUP)")
+    tls_key: Path | None = _opt(None, "PEM private key of --tls-cert (reloaded on SIGHUP)")
+    tls_client_ca: Path | None = _opt(None, "PEM CA certificates: TLS clients must present a certificate "
+                                      "signed by one of them (mutual TLS; reloaded on SIGHUP)")
 
     @property
     def token(self) -> str | None:
@@ -151,7 +158,7 @@ def validate(config: Config) -> None:
     for name in ("timeout", "idle_timeout", "request_timeout"):
         if getattr(config, name) <= 0:
             raise ValueError(f"{flag_name(name)} must be more than 0 seconds, got {getattr(config, name)}")
-    for name in ("port", "http_port"):
+    for name in ("port", "http_port", "tls_port", "https_port"):
         if not 0 <= getattr(config, name) <= 65535:
             raise ValueError(f"{flag_name(name)} must be between 0 and 65535, got {getattr(config, name)}")
     if config.max_frame_bytes > 9_999_999_999:

@@ -31,7 +31,7 @@ class Client
      */
     public const GRACE = 0.5;
 
-    private const OPTIONS = ['timeout', 'connect_timeout', 'persistent', 'token'];
+    private const OPTIONS = ['timeout', 'connect_timeout', 'persistent', 'token', 'tls'];
 
     private string $uri;
     private Connection $connection;
@@ -40,12 +40,18 @@ class Client
     private ?float $sentTimeout = null;
 
     /**
-     * @param string $uri 'tcp://host:port' (IPv6: 'tcp://[::1]:32123') or 'unix:///path/to/ppy.sock'
-     * @param array{timeout?: int|float, connect_timeout?: int|float, persistent?: bool, token?: string|null} $options
+     * @param string $uri 'tcp://host:port' (IPv6: 'tcp://[::1]:32123'), 'tls://host:port' (the server's
+     *        --tls-port) or 'unix:///path/to/ppy.sock'
+     * @param array{timeout?: int|float, connect_timeout?: int|float, persistent?: bool, token?: string|null,
+     *        tls?: array<string, mixed>} $options
      *        timeout: seconds to wait for each reply (default 30; when given it is also sent to the server
      *        as the call's deadline); connect_timeout: seconds to connect (default 5);
      *        persistent: reuse one socket across PHP-FPM requests (default true);
-     *        token: the server's token (--token-file), sent once per connection with rpc.auth.
+     *        token: the server's token (--token-file), sent once per connection with rpc.auth;
+     *        tls: for tls:// only, PHP ssl context options: cafile (the CA that signed the server's
+     *        certificate; default: the system's CAs), local_cert and local_pk (a client certificate for a
+     *        server with --tls-client-ca), peer_name (the name to verify, default the URI's host),
+     *        verify_peer / verify_peer_name (default true: leave them on outside tests).
      */
     public function __construct(string $uri = self::DEFAULT_URI, array $options = [])
     {
@@ -72,7 +78,12 @@ class Client
             throw new \InvalidArgumentException("option 'token' must be a non-empty string (the server's "
                 . '--token-file contents) or null');
         }
-        $this->connection = new Connection($uri, $connectTimeout, $persistent, $token);
+        $tls = $options['tls'] ?? [];
+        if (!is_array($tls)) {
+            throw new \InvalidArgumentException("option 'tls' must be an array of ssl context options, e.g. "
+                . "['cafile' => '/etc/ppy/ca.pem']");
+        }
+        $this->connection = new Connection($uri, $connectTimeout, $persistent, $token, $tls);
     }
 
     // -- calls -------------------------------------------------------------------------------------

@@ -12,9 +12,15 @@ namespace Ppy;
  */
 final class Connection
 {
-    /** What stream_socket_client() is given: tcp://host:port or unix:///path. */
+    /** What stream_socket_client() is given: tcp://host:port, tls://host:port[/identity] or unix:///path. */
     private string $address;
     private bool $tcp;
+    /** @var array<string, mixed>|null ssl context options for tls://, null for the others */
+    private ?array $ssl = null;
+
+    /** The ssl context options a 'tls' option may set (others are refused, so a typo cannot turn checks off). */
+    private const TLS_OPTIONS = ['cafile', 'capath', 'local_cert', 'local_pk', 'passphrase', 'peer_name',
+        'verify_peer', 'verify_peer_name', 'allow_self_signed', 'verify_depth', 'ciphers', 'security_level'];
     /** @var resource|null */
     private $sock = null;
 
@@ -23,13 +29,53 @@ final class Connection
     /** @var array<int, true> ids of the socket resources authenticated during this PHP request */
     private static array $authed = [];
 
+    /** @param array<string, mixed> $tls ssl context options for a tls:// URI */
     public function __construct(
         private string $uri,
         private float $connectTimeout,
         private bool $persistent,
-        private ?string $token
+        private ?string $token,
+        array $tls = []
     ) {
         [$this->address, $this->tcp] = self::parseUri($uri);
+        if (str_starts_with($this->address, 'tls://')) {
+            $this->ssl = self::sslOptions($tls);
+            // A persistent socket is found again by its address string alone, so the address carries the TLS
+            // identity: a client with other certificates or checks never gets a socket verified for another.
+            // PHP reads the port up to the first non-digit, so the suffix does not change where it connects.
+            $this->address .= '/' . substr(hash('sha256', serialize($this->ssl)), 0, 16);
+        } elseif ($tls !== []) {
+            throw new \InvalidArgumentException("option 'tls' applies to tls://host:port addresses, not '$uri'");
+        }
+    }
+
+    /**
+     * The 'tls' option as ssl context options: certificate and host name verified unless turned off,
+     * TLS 1.2 or 1.3 only.
+     *
+     * @param array<string, mixed> $tls
+     * @return array<string, mixed>
+     */
+    private static function sslOptions(array $tls): array
+    {
+        foreach ($tls as $name => $value) {
+            if (!in_array($name, self::TLS_OPTIONS, true)) {
+                throw new \InvalidArgumentException("unknown 'tls' option '$name'; known: "
+                    . implode(', ', self::TLS_OPTIONS));
+            }
+        }
+        foreach (['cafile', 'local_cert', 'local_pk'] as $file) {
+            if (isset($tls[$file]) && (!is_string($tls[$file]) || !is_readable($tls[$file]))) {
+                throw new \InvalidArgumentException("'tls' option '$file' must name a readable PEM file, got "
+                    . var_export($tls[$file], true));
+            }
+        }
+        return $tls + [
+            'verify_peer' => true,
+            'verify_peer_name' => true,
+            'crypto_method' => STREAM_CRYPTO_METHOD_TLSv1_2_CLIENT | STREAM_CRYPTO_METHOD_TLSv1_3_CLIENT,
+            'disable_compression' => true,
+        ];
     }
 
     /**
@@ -111,10 +157,33 @@ final class Connection
     private function connect()
     {
         $flags = STREAM_CLIENT_CONNECT | ($this->persistent ? STREAM_CLIENT_PERSISTENT : 0);
-        $context = $this->tcp ? stream_context_create(['socket' => ['tcp_nodelay' => true]]) : null;
+        $options = $this->tcp ? ['socket' => ['tcp_nodelay' => true]] : [];
+        if ($this->ssl !== null) {
+            $options['ssl'] = $this->ssl;
+        }
+        $context = $options !== [] ? stream_context_create($options) : null;
         $errno = 0;
         $errstr = '';
-        $sock = @stream_socket_client($this->address, $errno, $errstr, $this->connectTimeout, $flags, $context);
+        $warnings = [];
+        if ($this->ssl !== null) {  // OpenSSL's reason comes only as PHP warnings: keep them for the exception
+            set_error_handler(static function (int $no, string $message) use (&$warnings): bool {
+                $warnings[] = preg_replace('/^stream_socket_client\(\): /', '', $message);
+                return true;
+            });
+        }
+        try {
+            $sock = @stream_socket_client($this->address, $errno, $errstr, $this->connectTimeout, $flags, $context);
+        } finally {
+            if ($this->ssl !== null) {
+                restore_error_handler();
+            }
+        }
+        if ($sock === false && $warnings !== [] && $errno !== 110 && stripos($errstr, 'timed out') === false) {
+            $reason = str_replace(["\n", $this->address], [' ', $this->uri], implode('; ', $warnings));
+            throw new ConnectionException("TLS connection to {$this->uri} failed: $reason; check the 'tls' option: "
+                . 'cafile must be the CA that signed the server\'s certificate, the host must be a name in it '
+                . '(or set peer_name), and a server with --tls-client-ca needs local_cert/local_pk');
+        }
         if ($sock === false) {
             if ($errno === 110 || stripos($errstr, 'timed out') !== false) {
                 throw new ClientTimeoutException("connecting to {$this->uri} took over {$this->connectTimeout} s "
@@ -221,8 +290,9 @@ final class Connection
         while (true) {
             if (feof($sock)) {
                 throw new ConnectionException("{$this->uri} closed the connection before replying "
-                    . ($buffer === '' ? '' : 'completely ') . '(server restarting or stopped?); '
-                    . 'the call may or may not have run');
+                    . ($buffer === '' ? '' : 'completely ') . '(server restarting or stopped?'
+                    . ($this->ssl !== null ? ', or, over TLS, a client certificate refused by --tls-client-ca' : '')
+                    . '); the call may or may not have run');
             }
             $left = $deadline - microtime(true);
             if ($left <= 0) {
@@ -277,15 +347,20 @@ final class Connection
             }
             return [$uri, false];
         }
-        if (str_starts_with($uri, 'tcp://')) {
+        if (str_starts_with($uri, 'tcp://') || str_starts_with($uri, 'tls://')) {
+            $scheme = substr($uri, 0, 3);
             $parts = parse_url($uri);
-            if ($parts === false || !isset($parts['host']) || isset($parts['path']) || isset($parts['query'])) {
-                throw new \InvalidArgumentException("'$uri' is not a valid address; use tcp://host:port, e.g. "
-                    . Client::DEFAULT_URI);
+            if (
+                $parts === false || !isset($parts['host']) || isset($parts['path']) || isset($parts['query'])
+                || ($scheme === 'tls' && !isset($parts['port']))
+            ) {
+                throw new \InvalidArgumentException("'$uri' is not a valid address; use $scheme://host:port, e.g. "
+                    . ($scheme === 'tls' ? 'tls://10.0.0.5:32443 (the server\'s --tls-port)' : Client::DEFAULT_URI));
             }
             $port = $parts['port'] ?? Client::DEFAULT_PORT;
-            return ["tcp://{$parts['host']}:$port", true];
+            return ["$scheme://{$parts['host']}:$port", true];
         }
-        throw new \InvalidArgumentException("unsupported address '$uri': use tcp://host:port or unix:///path");
+        throw new \InvalidArgumentException("unsupported address '$uri': use tcp://host:port, tls://host:port or "
+            . 'unix:///path');
     }
 }

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import ssl
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from ppy.client.common import DEFAULT_URL, Address, Namespace, build_params, result_of
+from ppy.client.common import DEFAULT_URL, Address, Namespace, build_params, result_of, tls_context, tls_failure
 from ppy.client.errors import ClientError, ClientTimeout, ConnectError
 from ppy.wire import jsonrpc
 
@@ -41,11 +43,13 @@ class _Link:
 
 class AsyncClient:
     def __init__(self, url: str = DEFAULT_URL, *, timeout: float = 30.0, connect_timeout: float = 5.0,
-                 token: str | None = None) -> None:
+                 token: str | None = None, ca: str | Path | None = None, cert: str | Path | None = None,
+                 key: str | Path | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
         self.url = url
         self.address = Address.parse(url)
-        if self.address.scheme not in ("tcp", "unix"):
-            raise ClientError("AsyncClient speaks tcp:// and unix://; use ppy.Client for http://")
+        if self.address.scheme not in ("tcp", "tls", "unix"):
+            raise ClientError("AsyncClient speaks tcp://, tls:// and unix://; use ppy.Client for http(s)://")
+        self.ssl_context = tls_context(self.address, ca=ca, cert=cert, key=key, ssl_context=ssl_context)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.token = token
@@ -120,8 +124,13 @@ class AsyncClient:
                 async with asyncio.timeout(self.connect_timeout):
                     if addr.scheme == "unix":
                         reader, writer = await asyncio.open_unix_connection(addr.path, limit=READ_LIMIT)
+                    elif self.ssl_context is not None:
+                        reader, writer = await asyncio.open_connection(
+                            addr.host, addr.port, limit=READ_LIMIT, ssl=self.ssl_context, server_hostname=addr.host)
                     else:
                         reader, writer = await asyncio.open_connection(addr.host, addr.port, limit=READ_LIMIT)
+            except ssl.SSLError as exc:
+                raise ConnectError(tls_failure(self.url, exc)) from None
             except TimeoutError:
                 raise ClientTimeout(f"connecting to {self.url} took over {self.connect_timeout:g} s") from None
             except OSError as exc:

@@ -13,11 +13,13 @@ import http.client
 import itertools
 import select
 import socket
+import ssl
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from ppy.client.common import DEFAULT_URL, Address, Namespace, build_params, result_of
+from ppy.client.common import DEFAULT_URL, Address, Namespace, build_params, result_of, tls_context, tls_failure
 from ppy.client.errors import ClientError, ClientTimeout, ConnectError
 from ppy.wire import jsonrpc
 
@@ -26,10 +28,15 @@ MAX_REPLY_BYTES = 1 << 30  # a runaway reply must not eat all memory
 
 
 class Client:
+    """``tls://`` and ``https://`` verify the server's certificate and host name; ``ca``, ``cert``, ``key``
+    or ``ssl_context`` as in :func:`ppy.client.common.tls_context`."""
+
     def __init__(self, url: str = DEFAULT_URL, *, timeout: float = 30.0, connect_timeout: float = 5.0,
-                 token: str | None = None) -> None:
+                 token: str | None = None, ca: str | Path | None = None, cert: str | Path | None = None,
+                 key: str | Path | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
         self.url = url
         self.address = Address.parse(url)
+        self.ssl_context = tls_context(self.address, ca=ca, cert=cert, key=key, ssl_context=ssl_context)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.token = token
@@ -115,6 +122,15 @@ class Client:
             else:
                 sock = socket.create_connection((addr.host, addr.port), timeout=self.connect_timeout)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self.ssl_context is not None:
+                    plain = sock
+                    try:  # the handshake is bounded by connect_timeout too
+                        sock = self.ssl_context.wrap_socket(plain, server_hostname=addr.host)
+                    except BaseException:
+                        plain.close()
+                        raise
+        except ssl.SSLError as exc:
+            raise ConnectError(tls_failure(self.url, exc)) from None
         except TimeoutError:
             raise ClientTimeout(f"connecting to {self.url} took over {self.connect_timeout:g} s") from None
         except OSError as exc:
@@ -139,7 +155,7 @@ class Client:
         try:
             sock.setblocking(False)
             data = sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):  # TLS: a record with no data yet
             return True
         except OSError:
             return False
@@ -185,8 +201,10 @@ class Client:
                     raise ConnectError(f"connection to {self.url} broke: {exc}") from None
                 if not chunk:
                     self.close()
+                    hint = (" — over TLS also how a server with --tls-client-ca refuses a missing or untrusted "
+                            "client certificate (pass cert= and key=)") if self.ssl_context is not None else ""
                     raise ConnectError(f"{self.url} closed the connection before replying "
-                                       "(server restarting or the request was refused)")
+                                       f"(server restarting or the request was refused){hint}")
                 start = len(self._buf)
                 self._buf += chunk
                 if len(self._buf) > MAX_REPLY_BYTES:
@@ -206,8 +224,7 @@ class Client:
     def _post(self, body: bytes, wait: float) -> bytes:
         addr = self.address
         if self._http is None:
-            cls = http.client.HTTPSConnection if addr.scheme == "https" else http.client.HTTPConnection
-            self._http = cls(addr.host, addr.port, timeout=wait)
+            self._http = self._http_connection(wait)
         headers = {"Content-Type": "application/json"}
         if self.token is not None:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -224,11 +241,19 @@ class Client:
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 # http.client reuses keep-alive connections; a stale one fails before the request is read.
                 self.close()
-                cls = http.client.HTTPSConnection if addr.scheme == "https" else http.client.HTTPConnection
-                self._http = cls(addr.host, addr.port, timeout=wait)
+                self._http = self._http_connection(wait)
                 if attempt == 2:
                     raise ConnectError(f"connection to {self.url} broke: {exc}") from None
+            except ssl.SSLError as exc:
+                self.close()
+                raise ConnectError(tls_failure(self.url, exc)) from None
             except OSError as exc:
                 self.close()
                 raise ConnectError(f"cannot reach {self.url}: {exc.strerror or exc}") from None
         raise AssertionError("unreachable")
+
+    def _http_connection(self, wait: float) -> http.client.HTTPConnection:
+        addr = self.address
+        if addr.scheme == "https":
+            return http.client.HTTPSConnection(addr.host, addr.port, timeout=wait, context=self.ssl_context)
+        return http.client.HTTPConnection(addr.host, addr.port, timeout=wait)

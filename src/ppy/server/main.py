@@ -30,6 +30,9 @@ from ppy.run.isolated import IsolatedRunner
 from ppy.run.threads import ThreadRunner
 from ppy.server.state import ServerState
 from ppy.server.tcp.connection import Connection
+from ppy.server.tls import Tls, TlsConfigError, reload_tls
+from ppy.server.tls import connection_factory as tls_connection_factory
+from ppy.server.tls import load as load_tls
 
 log = logging.getLogger("ppy.server")
 
@@ -77,11 +80,25 @@ def is_loopback(host: str) -> bool:
 
 
 def check_safety(config: Config) -> None:
-    if not is_loopback(config.host) and config.token_file is None and not config.insecure:
+    """Protected mode: on a non-loopback host every open port must authenticate its clients.
+
+    Plaintext ports authenticate with the token only; TLS ports with the token or a client certificate.
+    """
+    if is_loopback(config.host) or config.insecure:
+        return
+    open_ports = []
+    if config.token_file is None:
+        open_ports += [f"{flag} {port}" for flag, port in (("--port", config.port), ("--http-port", config.http_port))
+                       if port]
+        if config.tls_client_ca is None:
+            open_ports += [f"{flag} {port}" for flag, port in (("--tls-port", config.tls_port),
+                                                                ("--https-port", config.https_port)) if port]
+    if open_ports:
         raise StartupError(
-            f"refusing to listen on non-loopback --host {config.host} without a token: anyone who can reach "
-            "it could run your functions. Give --token-file FILE (recommended), or --insecure if a firewall "
-            "already protects this port.")
+            f"refusing to listen on non-loopback --host {config.host}: {', '.join(open_ports)} would be open to "
+            "anyone who can reach it, who could run your functions. Give --token-file FILE (recommended; any "
+            "port), or --tls-client-ca FILE (TLS ports only: turn the plaintext ones off with --port 0 "
+            "--http-port 0), or --insecure if a firewall already protects these ports.")
 
 
 def build_state(config: Config) -> ServerState:
@@ -160,7 +177,7 @@ def bind_uds(path: str) -> socket.socket:
     return sock
 
 
-async def start_listeners(state: ServerState) -> list[Any]:
+async def start_listeners(state: ServerState, tls: Tls | None = None) -> list[Any]:
     config = state.config
     loop = asyncio.get_running_loop()
     servers: list[Any] = []
@@ -170,9 +187,13 @@ async def start_listeners(state: ServerState) -> list[Any]:
 
     # A --workers child inherits sockets its supervisor bound; a single process binds its own.
     sockets = state.listen_sockets or {
-        "tcp": bind_tcp(config.host, config.port, "--port"),
+        "tcp": bind_tcp(config.host, config.port, "--port") if config.port else [],
         "uds": [bind_uds(config.uds)] if config.uds else [],
     }
+    if tls is not None and config.tls_port:  # the event loop does the handshake; sniffing sees decrypted bytes
+        for sock in sockets.get("tls") or bind_tcp(config.host, config.tls_port, "--tls-port"):
+            servers.append(await loop.create_server(tls_connection_factory(state), sock=sock, backlog=BACKLOG,
+                                                    ssl=tls.listening, ssl_handshake_timeout=config.request_timeout))
     for sock in sockets.get("tcp", []):
         servers.append(await loop.create_server(factory, sock=sock, backlog=BACKLOG))
     for sock in sockets.get("uds", []):
@@ -181,6 +202,13 @@ async def start_listeners(state: ServerState) -> list[Any]:
         from ppy.server.http import app as http
 
         servers.append(await http.start(state))
+    if tls is not None and config.https_port:
+        from ppy.server.http import app as http
+
+        plain = next((s for s in servers if isinstance(s, http.HttpServer)), None)
+        sockets_https = sockets.get("https") or bind_tcp(config.host, config.https_port, "--https-port")
+        servers.append(await http.start(state, sockets=sockets_https, ssl=tls.listening,
+                                        app=plain.app if plain is not None else None))
     return servers
 
 
@@ -192,6 +220,10 @@ async def serve(config: Config, link: WorkerLink | None = None,
     supervisor, readiness is reported to it, and Ctrl-C is left to it (it forwards SIGTERM).
     """
     check_safety(config)
+    try:
+        tls = load_tls(config)
+    except TlsConfigError as exc:
+        raise StartupError(str(exc)) from None
     if config.reload:
         from ppy.server.workers import reload
 
@@ -208,13 +240,15 @@ async def serve(config: Config, link: WorkerLink | None = None,
     if config.reload:
         reloader = reload.Reloader(state)
         await reloader.start()
-    servers = await start_listeners(state)
+    servers = await start_listeners(state, tls)
     registry = state.dispatcher.registry
-    where = [f"tcp://{_hostport(config.host, config.port)}"]
+    where = [f"tcp://{_hostport(config.host, config.port)}"] if config.port else []
     if config.uds:
         where.append(f"unix://{config.uds}")
     if config.http_port:
         where.append(f"http://{_hostport(config.host, config.http_port)}")
+    where += [f"{scheme}://{_hostport(config.host, port)}" for scheme, port in
+              (("tls", config.tls_port), ("https", config.https_port)) if port]
     if link is None:
         print(f"ppy {__version__}: serving {registry.app_dir} ({len(registry.entries)} entries, "
               f"{len(registry.functions)} functions) on {', '.join(where)}", file=sys.stderr, flush=True)
@@ -236,6 +270,7 @@ async def serve(config: Config, link: WorkerLink | None = None,
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
+    loop.add_signal_handler(signal.SIGHUP, reload_tls, tls)  # new certificate files for new connections
     if link is not None:
         loop.remove_signal_handler(signal.SIGINT)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C: the supervisor decides

@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import ssl as ssl_module
 from pathlib import Path
+from ssl import SSLContext
 from typing import Any
 
 import msgspec
@@ -217,6 +217,7 @@ class HttpServer:
         self.listeners = [listener]  # an HTTPS listener of the same app can be added
         self.servers: list[asyncio.Server] = []
         self.sockets: list[socket.socket] = []
+        self.app: Starlette | None = None
         self._stop = asyncio.Event()
         self.task = state.spawn(self._serve())
 
@@ -224,9 +225,12 @@ class HttpServer:
         self._stop.set()
 
     async def _serve(self) -> None:
+        from ppy.server.main import SERVICE_TASK
+
         await self._stop.wait()
         while True:  # each pass waits for a set of calls that all end by their deadline
-            others = {t for t in self.state.tasks if t is not self.task}
+            # Calls only: another HTTP(S) server's serving task waits for this one's in turn.
+            others = {t for t in self.state.tasks if t is not self.task and t.get_name() != SERVICE_TASK}
             if not others:
                 break
             await asyncio.wait(others)
@@ -245,32 +249,40 @@ class HttpServer:
 
 
 async def serve_socket(sock: socket.socket, listener: Listener,
-                       ssl: ssl_module.SSLContext | None = None) -> asyncio.Server:
+                       ssl: SSLContext | None = None) -> asyncio.Server:
     """Serve ``listener.app`` over HTTP/1.1 on an already listening socket.  For HTTPS pass ``ssl``
     (and build the listener with ``scheme="https"``); the listener's limits and drain apply alike."""
     loop = asyncio.get_running_loop()
     return await loop.create_server(listener.factory, sock=sock, backlog=BACKLOG, ssl=ssl)
 
 
-async def start(state: ServerState) -> HttpServer:
+async def start(state: ServerState, *, sockets: list[socket.socket] | None = None,
+                ssl: SSLContext | None = None, app: Starlette | None = None) -> HttpServer:
     """Serve :func:`create_app` on ``--http-port`` in the running event loop, with ppy's own HTTP/1.1
     connections (:mod:`ppy.server.http.h1`: head limits, one request at a time, whole-request deadline).
-    ppy's drain stays in charge of signals; the dispatcher logs calls once, for every dialect."""
+    ppy's drain stays in charge of signals; the dispatcher logs calls once, for every dialect.
+
+    HTTPS (``--https-port``) is the same call given its listening ``sockets``, the server's ``ssl``
+    context and the ``app`` the plain port already serves (one app: metrics count each call once).
+    """
     from ppy.server.main import SERVICE_TASK, bind_tcp
 
     config = state.config
-    app = create_app(state=state)
+    first = app is None  # the first server of this app reports the open-connection count
+    app = app or create_app(state=state)
     metrics: Metrics = app.state.metrics
     # A --workers child shares the sockets its supervisor bound (see ppy.server.workers.supervisor).
-    sockets = state.listen_sockets.get("http") or bind_tcp(config.host, config.http_port, "--http-port")
+    sockets = sockets or state.listen_sockets.get("http") or bind_tcp(config.host, config.http_port, "--http-port")
     limits = Limits(idle_timeout=config.idle_timeout, request_timeout=config.request_timeout,
                     max_connections=config.max_connections, on_trip=metrics.trip,
                     send_timeout=getattr(config, "send_timeout", config.request_timeout))
-    listener = Listener(app, limits)
+    listener = Listener(app, limits, scheme="https" if ssl is not None else "http")
     handle = HttpServer(state, listener)
     handle.task.set_name(SERVICE_TASK)  # the drain waits for it, but does not count it as a call
     handle.sockets = sockets
+    handle.app = app
     for sock in sockets:
-        handle.servers.append(await serve_socket(sock, listener))
-    metrics.http_connections = lambda: len(listener.connections)
+        handle.servers.append(await serve_socket(sock, listener, ssl))
+    if first:
+        metrics.http_connections = lambda: len(listener.connections)
     return handle

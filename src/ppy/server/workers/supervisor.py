@@ -43,6 +43,7 @@ from ppy import config as cfg
 from ppy.config import Config
 from ppy.server.main import StartupError, WorkerLink, bind_tcp, bind_uds, check_safety, default_app_dir
 from ppy.server.observe import shared as multiproc
+from ppy.server.tls import load as load_tls
 
 log = logging.getLogger("ppy.supervisor")
 
@@ -86,8 +87,9 @@ class Listeners:
 
     def _bind(self, config: Config) -> None:
         ports: dict[str, int] = {}
-        for kind, port, flag in (("tcp", config.port, "--port"), ("http", config.http_port, "--http-port")):
-            if kind == "http" and not port:
+        for kind, port, flag in (("tcp", config.port, "--port"), ("http", config.http_port, "--http-port"),
+                                 ("tls", config.tls_port, "--tls-port"), ("https", config.https_port, "--https-port")):
+            if not port:  # 0 turns a listener off
                 continue
             probe = bind_tcp(config.host, port, flag)  # fails if anyone, SO_REUSEPORT or not, holds it
             ports[kind] = probe[0].getsockname()[1]  # the port the kernel chose for port 0
@@ -204,6 +206,7 @@ class Supervisor:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
+        loop.add_signal_handler(signal.SIGHUP, self._forward, signal.SIGHUP)  # each worker reloads its TLS files
         slots = [loop.create_task(self._slot(i)) for i in range(self.config.workers)]
         self._banner()
         await stop.wait()
@@ -220,11 +223,13 @@ class Supervisor:
 
     def _banner(self) -> None:
         config = self.config
-        where = [f"tcp://{_hostport(config.host, config.port)}"]
+        where = [f"tcp://{_hostport(config.host, config.port)}"] if config.port else []
         if config.uds:
             where.append(f"unix://{config.uds}")
         if config.http_port:
             where.append(f"http://{_hostport(config.host, config.http_port)}")
+        where += [f"{scheme}://{_hostport(config.host, port)}" for scheme, port in
+                  (("tls", config.tls_port), ("https", config.https_port)) if port]
         print(f"ppy {__version__}: serving {config.app_dir or default_app_dir()} with {config.workers} worker "
               f"processes on {', '.join(where)}", file=sys.stderr, flush=True)
 
@@ -264,7 +269,8 @@ def supervise(config: Config) -> int:
         raise StartupError(f"app folder {app_dir} does not exist; create it or pass another APP_DIR")
     try:
         _ = config.token
-    except ValueError as exc:
+        load_tls(config)  # refuse bad certificate files here, not once per worker
+    except ValueError as exc:  # TlsConfigError is a ValueError
         raise StartupError(str(exc)) from None
     config = dataclasses.replace(config, app_dir=Path(app_dir))
     listeners = Listeners(config)
@@ -288,6 +294,7 @@ def supervise(config: Config) -> int:
 def child_main() -> int:
     """A ``--workers`` child: the ordinary server on the sockets the supervisor bound."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload sent while starting: the files are read at start
     from ppy import logs
     from ppy.server.main import run
 
