@@ -4,7 +4,12 @@ Over ``tcp://`` and ``unix://`` it speaks the lines dialect; over
 ``http://`` it POSTs to ``/rpc``.  A connection found dead *before* a request
 is sent (the server restarted, or closed it for idleness) is replaced
 transparently; once a request is on the wire it is never re-sent, because the
-server may have run it.
+server may have run it -- with one exception: a server that restarts first says
+``rpc.goaway`` and answers every request that reaches it, so a call on a reused
+connection that was closed with no reply byte after ``rpc.goaway`` never ran and
+is sent again on a fresh connection.  A refused connect (nothing was sent) is
+retried with a short back-off until ``connect_timeout``, which rides out the gap
+of a restart.
 """
 
 from __future__ import annotations
@@ -13,16 +18,33 @@ import http.client
 import itertools
 import select
 import socket
+import time
 from typing import Any
 
 import msgspec
 
-from ppy.client.common import DEFAULT_URL, Address, Namespace, build_params, result_of
+from ppy.client.common import (
+    DEFAULT_URL,
+    GOAWAY,
+    REFUSED_FIRST_PAUSE,
+    REFUSED_MAX_PAUSE,
+    Address,
+    Namespace,
+    build_params,
+    is_notification,
+    next_pause,
+    refused,
+    result_of,
+)
 from ppy.client.errors import ClientError, ClientTimeout, ConnectError
 from ppy.wire import jsonrpc
 
 _decode = msgspec.json.decode
 MAX_REPLY_BYTES = 1 << 30  # a runaway reply must not eat all memory
+
+
+class _GoneAway(ConnectError):
+    """Closed with no reply byte after ``rpc.goaway``: the request never ran, send it again."""
 
 
 class Client:
@@ -37,6 +59,8 @@ class Client:
         self._sock: socket.socket | None = None
         self._buf = bytearray()
         self._http: http.client.HTTPConnection | None = None
+        self._goaway = False  # the server said rpc.goaway on this connection: the next call opens a new one
+        self._reused = False  # the connection carried a call before the one being sent
 
     # -- public API ------------------------------------------------------------------
 
@@ -85,6 +109,7 @@ class Client:
             self._http.close()
             self._http = None
         self._buf.clear()
+        self._goaway = False
 
     def __enter__(self) -> Client:
         return self
@@ -103,33 +128,58 @@ class Client:
         if self.address.scheme in ("http", "https"):
             return _decode(self._post(body, wait))
         self._send(body)
-        return self._read_reply(rid, wait)
+        try:
+            return self._read_reply(rid, wait)
+        except _GoneAway:  # the restarting server never saw it: once more, on a fresh connection
+            self._send(body)
+            return self._read_reply(rid, wait)
 
     def _connect(self) -> socket.socket:
-        addr = self.address
-        try:
-            if addr.scheme == "unix":
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(self.connect_timeout)
-                sock.connect(addr.path)
-            else:
-                sock = socket.create_connection((addr.host, addr.port), timeout=self.connect_timeout)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except TimeoutError:
-            raise ClientTimeout(f"connecting to {self.url} took over {self.connect_timeout:g} s") from None
-        except OSError as exc:
-            raise ConnectError(f"cannot connect to {self.url}: {exc.strerror or exc}; "
-                               "is `ppy serve` running?") from None
+        deadline = time.monotonic() + self.connect_timeout
+        pause = REFUSED_FIRST_PAUSE
+        while True:
+            try:
+                sock = self._open(max(0.001, deadline - time.monotonic()))
+                break
+            except OSError as exc:
+                remaining = deadline - time.monotonic()
+                if refused(exc) and remaining > 0:  # nothing was sent: a restart's gap, try again
+                    time.sleep(next_pause(pause, remaining))
+                    pause = min(pause * 2, REFUSED_MAX_PAUSE)
+                    continue
+                if isinstance(exc, TimeoutError):
+                    raise ClientTimeout(f"connecting to {self.url} took over {self.connect_timeout:g} s "
+                                        "(connect_timeout)") from None
+                again = f" (retried for {self.connect_timeout:g} s, connect_timeout)" if refused(exc) else ""
+                raise ConnectError(f"cannot connect to {self.url}: {exc.strerror or exc}{again}; "
+                                   "is `ppy serve` running?") from None
         self._sock = sock
         self._buf.clear()
+        self._goaway = self._reused = False
         if self.token is not None:
             rid = next(self._ids)
             self._sock.sendall(jsonrpc.encode_request("rpc.auth", [self.token], rid) + b"\n")
             result_of(self._read_reply(rid, self.timeout))
         return sock
 
+    def _open(self, timeout: float) -> socket.socket:
+        addr = self.address
+        if addr.scheme == "unix":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(timeout)
+                sock.connect(addr.path)
+            except OSError:
+                sock.close()
+                raise
+            return sock
+        sock = socket.create_connection((addr.host, addr.port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
     def _healthy(self, sock: socket.socket) -> bool:
-        """A reused socket that is readable before we sent anything was closed by the server."""
+        """A reused socket that is readable before we sent anything was closed by the server, or
+        told ``rpc.goaway`` (the server is handing over): either way, the call goes to a new one."""
         try:
             readable, _, _ = select.select([sock], [], [], 0)
         except (OSError, ValueError):
@@ -148,10 +198,10 @@ class Client:
                 sock.setblocking(True)
             except OSError:
                 pass
-        if not data:
+        if not data or GOAWAY.encode() in data:
             return False
         self._buf += data  # unexpected bytes (a late reply): keep them, matching by id skips them
-        return True
+        return not self._goaway
 
     def _send(self, body: bytes) -> None:
         sock = self._sock
@@ -160,6 +210,8 @@ class Client:
             sock = None
         if sock is None:
             sock = self._connect()
+        else:
+            self._reused = True
         try:
             sock.settimeout(self.timeout)
             sock.sendall(body + b"\n")
@@ -184,7 +236,10 @@ class Client:
                     self.close()
                     raise ConnectError(f"connection to {self.url} broke: {exc}") from None
                 if not chunk:
+                    gone_away = self._goaway and self._reused and not self._buf
                     self.close()
+                    if gone_away:
+                        raise _GoneAway(f"{self.url} said rpc.goaway and closed the connection")
                     raise ConnectError(f"{self.url} closed the connection before replying "
                                        "(server restarting or the request was refused)")
                 start = len(self._buf)
@@ -198,25 +253,39 @@ class Client:
             reply = _decode(line)
             if isinstance(reply, list):
                 if any(isinstance(r, dict) and r.get("id") in want for r in reply):
-                    return reply
+                    return self._replied(reply)
+                continue
+            if is_notification(reply):
+                if reply.get("method") == GOAWAY:
+                    self._goaway = True
                 continue
             if isinstance(reply, dict) and (reply.get("id") in want or reply.get("id") is None):
-                return reply
+                return self._replied(reply)
+
+    def _replied(self, reply: Any) -> Any:
+        if self._goaway:  # the server hands over: the next call goes to a fresh connection
+            self.close()
+        return reply
 
     def _post(self, body: bytes, wait: float) -> bytes:
         addr = self.address
-        if self._http is None:
-            cls = http.client.HTTPSConnection if addr.scheme == "https" else http.client.HTTPConnection
-            self._http = cls(addr.host, addr.port, timeout=wait)
+        cls = http.client.HTTPSConnection if addr.scheme == "https" else http.client.HTTPConnection
         headers = {"Content-Type": "application/json"}
         if self.token is not None:
             headers["Authorization"] = f"Bearer {self.token}"
-        for attempt in (1, 2):
+        deadline = time.monotonic() + self.connect_timeout
+        pause = REFUSED_FIRST_PAUSE
+        stale = 0
+        while True:
+            if self._http is None:
+                self._http = cls(addr.host, addr.port, timeout=wait)
             try:
                 self._http.timeout = wait
                 self._http.request("POST", f"{addr.path}/rpc", body=body, headers=headers)
                 response = self._http.getresponse()
                 data = response.read()
+                if response.getheader("Connection", "").lower() == "close":
+                    self.close()  # the server drains (a restart): the next call opens a new connection
                 return data if response.status != 204 else b"null"
             except TimeoutError:
                 self.close()
@@ -224,11 +293,14 @@ class Client:
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 # http.client reuses keep-alive connections; a stale one fails before the request is read.
                 self.close()
-                cls = http.client.HTTPSConnection if addr.scheme == "https" else http.client.HTTPConnection
-                self._http = cls(addr.host, addr.port, timeout=wait)
-                if attempt == 2:
+                stale += 1
+                if stale == 2:
                     raise ConnectError(f"connection to {self.url} broke: {exc}") from None
             except OSError as exc:
                 self.close()
+                remaining = deadline - time.monotonic()
+                if refused(exc) and remaining > 0:  # nothing was sent: a restart's gap, try again
+                    time.sleep(next_pause(pause, remaining))
+                    pause = min(pause * 2, REFUSED_MAX_PAUSE)
+                    continue
                 raise ConnectError(f"cannot reach {self.url}: {exc.strerror or exc}") from None
-        raise AssertionError("unreachable")

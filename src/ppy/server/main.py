@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import ipaddress
+import json
 import logging
 import os
 import signal
@@ -40,6 +41,13 @@ BACKLOG = 4096
 SERVICE_TASK = "ppy-service"
 #: ThreadRunner's pool thread names start with this (``thread_name_prefix`` in run/threads.py).
 CALL_THREAD_PREFIX = "ppy-call"
+#: How long a process handing its listeners over to a successor (a ``--workers`` roll, or a restart
+#: under systemd socket activation) keeps answering requests on its open connections after telling
+#: lines clients ``rpc.goaway``: clients that were about to send get their answer, ppy's clients move
+#: to a fresh connection at once (the drain ends as soon as every connection closed).
+HANDOVER_GRACE = 3.0
+#: The signal a ``--workers`` supervisor sends a worker it replaced (SIGHUP roll): drain with the grace.
+HANDOVER_SIGNAL = signal.SIGUSR2
 
 
 class StartupError(Exception):
@@ -53,6 +61,9 @@ class WorkerLink:
     index: int
     ready_fd: int  # one byte is written here once the worker serves
     lifeline_fd: int  # EOF here means the supervisor is gone: drain and exit
+    #: Entries the workers being replaced serve (a SIGHUP roll): if one fails to import here, this
+    #: replacement exits before serving and the roll stops.
+    expect: tuple[str, ...] = ()
 
 
 def default_app_dir() -> Path:
@@ -168,16 +179,18 @@ async def start_listeners(state: ServerState) -> list[Any]:
     def factory() -> Connection:
         return Connection(state)
 
-    # A --workers child inherits sockets its supervisor bound; a single process binds its own.
-    sockets = state.listen_sockets or {
-        "tcp": bind_tcp(config.host, config.port, "--port"),
-        "uds": [bind_uds(config.uds)] if config.uds else [],
+    # A --workers child inherits sockets its supervisor bound, systemd may pass some (LISTEN_FDS, see
+    # ppy.server.activation); a single process binds the others itself.
+    passed = state.listen_sockets
+    sockets = {
+        "tcp": passed.get("tcp") or bind_tcp(config.host, config.port, "--port"),
+        "uds": passed.get("uds") or ([bind_uds(config.uds)] if config.uds else []),
     }
     for sock in sockets.get("tcp", []):
         servers.append(await loop.create_server(factory, sock=sock, backlog=BACKLOG))
     for sock in sockets.get("uds", []):
         servers.append(await loop.create_unix_server(factory, sock=sock, backlog=BACKLOG))
-    if config.http_port:
+    if config.http_port or passed.get("http"):
         from ppy.server.http import app as http
 
         servers.append(await http.start(state))
@@ -192,12 +205,27 @@ async def serve(config: Config, link: WorkerLink | None = None,
     supervisor, readiness is reported to it, and Ctrl-C is left to it (it forwards SIGTERM).
     """
     check_safety(config)
+    handover = 0.0  # the grace of a drain that hands the listeners over (see HANDOVER_GRACE)
+    if sockets is None:
+        from ppy.server import activation
+
+        sockets = activation.take()
+        if sockets:  # systemd holds the sockets: a SIGTERM is (maybe) a restart, hand over gracefully
+            handover = HANDOVER_GRACE
+            print(f"ppy: serving sockets passed by systemd: {activation.describe(sockets)}",
+                  file=sys.stderr, flush=True)
     if config.reload:
         from ppy.server.workers import reload
 
         reload.prepare()
     state = build_state(config)
-    state.listen_sockets = sockets or {}
+    state.listen_sockets = sockets
+    if link is not None and link.expect:
+        registry = state.dispatcher.registry
+        broken = [f"{entry!r} ({registry.failed[entry]})" for entry in link.expect if entry in registry.failed]
+        if broken:
+            raise StartupError(f"entry {', '.join(broken)} failed to import, which the running workers serve; "
+                               "fix the code and send SIGHUP again")
     runner = state.dispatcher.runner
     if isinstance(runner, IsolatedRunner):
         try:
@@ -240,7 +268,15 @@ async def serve(config: Config, link: WorkerLink | None = None,
         loop.remove_signal_handler(signal.SIGINT)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C: the supervisor decides
         loop.add_reader(link.lifeline_fd, stop.set)  # readable only at EOF: the supervisor died
-        os.write(link.ready_fd, b"1")
+
+        def on_handover() -> None:  # a SIGHUP roll: a successor already serves this slot
+            nonlocal handover
+            handover = HANDOVER_GRACE
+            stop.set()
+
+        loop.add_signal_handler(HANDOVER_SIGNAL, on_handover)
+        # "1" and the entries this worker serves: the supervisor checks a roll's replacements against them.
+        os.write(link.ready_fd, b"1" + json.dumps(list(registry.entries)).encode())
         os.close(link.ready_fd)
     state.ready = True
     await stop.wait()
@@ -248,13 +284,20 @@ async def serve(config: Config, link: WorkerLink | None = None,
         loop.remove_reader(link.lifeline_fd)
     if reloader is not None:
         await reloader.stop()
-    await drain(state, servers)
+    await drain(state, servers, handover)
     return 0
 
 
-async def drain(state: ServerState, servers: list[Any]) -> None:
-    """Stop accepting, answer every call in flight (each ends by its deadline), then close."""
+async def drain(state: ServerState, servers: list[Any], grace: float = 0.0) -> None:
+    """Stop accepting, answer every call in flight (each ends by its deadline), then close.
+
+    With a ``grace`` (a handover to a successor that serves the same sockets), the open connections
+    are first told ``rpc.goaway`` and keep being served normally for up to ``grace`` seconds, so a
+    request a client sent just before it heard is answered, not refused.
+    """
     state.ready = False
+    if grace > 0:
+        await _hand_over(state, servers, grace)
     state.draining = True
     in_flight = sum(1 for task in state.tasks if task.get_name() != SERVICE_TASK)  # not HTTP's serving task
     log.info("draining: %d calls in flight, %d connections", in_flight, state.open_connections)
@@ -267,11 +310,29 @@ async def drain(state: ServerState, servers: list[Any]) -> None:
         await runner.aclose()
     else:
         runner.close()
-    if state.config.uds and not state.listen_sockets:  # a supervisor owns a shared socket's path
+    if state.config.uds and "uds" not in state.listen_sockets:  # a supervisor or systemd owns it
         try:
             os.unlink(state.config.uds)
         except OSError:
             pass
+
+
+async def _hand_over(state: ServerState, servers: list[Any], grace: float) -> None:
+    """Stop accepting, tell lines clients ``rpc.goaway``, serve until they left or ``grace`` passed."""
+    log.info("handing over: %d connections told rpc.goaway, served for up to %.0f s", state.open_connections, grace)
+    for server in servers:
+        server.close()  # connections waiting in the shared backlog go to the successor
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    def still_open() -> int:  # TCP and Unix connections, and HTTP keep-alive ones (closed once HTTP is idle)
+        return state.open_connections + sum(getattr(server, "open_connections", 0) for server in servers)
+
+    while still_open() and loop.time() < deadline:
+        for conn in list(state.connections):
+            goaway = getattr(conn, "goaway", None)
+            if goaway is not None:
+                goaway()  # once per connection, as soon as its dialect is known to be lines
+        await asyncio.sleep(0.02)
 
 
 async def _finish_calls_and_connections(state: ServerState) -> None:

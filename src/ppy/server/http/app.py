@@ -200,6 +200,11 @@ class HttpServer:
         self.sockets: list[socket.socket] = []
         self._stopping: asyncio.Task[None] | None = None
 
+    @property
+    def open_connections(self) -> int:
+        """HTTP connections still open: a handover's grace waits for keep-alive clients to leave."""
+        return len(self.server.server_state.connections)
+
     def close(self) -> None:
         if self._stopping is None:
             self._stopping = asyncio.get_running_loop().create_task(self._stop_when_idle())
