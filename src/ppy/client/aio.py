@@ -154,6 +154,7 @@ class AsyncClient:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.connect_timeout
             pause = REFUSED_FIRST_PAUSE
+            refusal: OSError | None = None
             while True:
                 try:
                     async with asyncio.timeout_at(deadline):
@@ -164,11 +165,16 @@ class AsyncClient:
                                                                            limit=READ_LIMIT)
                     break
                 except TimeoutError:
+                    if refusal is not None:  # refused until the deadline: nothing listens
+                        raise ConnectError(f"cannot connect to {self.url}: {refusal.strerror or refusal} (retried "
+                                           f"for {self.connect_timeout:g} s, connect_timeout); is `ppy serve` "
+                                           "running?") from None
                     raise ClientTimeout(f"connecting to {self.url} took over {self.connect_timeout:g} s "
                                         "(connect_timeout)") from None
                 except OSError as exc:
                     remaining = deadline - loop.time()
                     if refused(exc) and remaining > 0:  # nothing was sent: a restart's gap, try again
+                        refusal = exc
                         await asyncio.sleep(next_pause(pause, remaining))
                         pause = min(pause * 2, REFUSED_MAX_PAUSE)
                         continue
