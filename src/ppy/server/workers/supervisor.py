@@ -135,6 +135,7 @@ class Supervisor:
         self._lifeline_r, self._lifeline_w = os.pipe()
         self._roll: asyncio.Task[None] | None = None
         self._roll_again = False
+        self._all_ready = False
         self._histogram: Any = None
         if multiproc.enabled():  # written to the shared folder, so any worker's /metrics shows it
             from prometheus_client import Histogram
@@ -196,6 +197,10 @@ class Supervisor:
             proc, ready, report = await self._spawn(index)
             if ready:
                 self._served(index, proc, report)
+                if len(self.entries) == self.config.workers and not self._all_ready:
+                    self._all_ready = True
+                    print(f"ppy: all {self.config.workers} workers ready (SIGHUP replaces them with the code on "
+                          "disk now)", file=sys.stderr, flush=True)
             started = time.monotonic()
             if ready and died_at is not None:
                 elapsed = started - died_at
@@ -360,6 +365,7 @@ def supervise(config: Config) -> int:
     except ValueError as exc:
         raise StartupError(str(exc)) from None
     config = dataclasses.replace(config, app_dir=Path(app_dir))
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the roll's handler is installed: never die of it
     from ppy.server import activation
 
     passed = activation.take()
@@ -386,6 +392,7 @@ def supervise(config: Config) -> int:
 def child_main() -> int:
     """A ``--workers`` child: the ordinary server on the sockets the supervisor bound."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)  # the supervisor ignored it until it could roll
     from ppy import logs
     from ppy.server.main import run
 
