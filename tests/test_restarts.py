@@ -30,10 +30,9 @@ from typing import Any
 
 import pytest
 
+import ppy
 from conftest import PPY, ROOT, Server, free_port, legacy_frame, recv_all, require_tool
 from probes import parse_legacy
-
-import ppy
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -149,7 +148,7 @@ class Load:
             reply = call(call_id)
             assert reply[0] == call_id, reply
             self.ok.append(call_id)
-        except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
+        except Exception as exc:
             self.failed.append(f"{call_id}: {exc!r}")
 
     def _async_loop(self) -> None:
