@@ -29,6 +29,8 @@ from ppy.app.registry import Registry
 from ppy.config import Config
 from ppy.run.isolated import IsolatedRunner
 from ppy.run.threads import ThreadRunner
+from ppy.server import handover as handover_mod
+from ppy.server.handover import HANDOVER_GRACE, HANDOVER_SIGNAL
 from ppy.server.state import ServerState
 from ppy.server.tcp.connection import Connection
 
@@ -41,13 +43,6 @@ BACKLOG = 4096
 SERVICE_TASK = "ppy-service"
 #: ThreadRunner's pool thread names start with this (``thread_name_prefix`` in run/threads.py).
 CALL_THREAD_PREFIX = "ppy-call"
-#: How long a process handing its listeners over to a successor (a ``--workers`` roll, or a restart
-#: under systemd socket activation) keeps answering requests on its open connections after telling
-#: lines clients ``rpc.goaway``: clients that were about to send get their answer, ppy's clients move
-#: to a fresh connection at once (the drain ends as soon as every connection closed).
-HANDOVER_GRACE = 3.0
-#: The signal a ``--workers`` supervisor sends a worker it replaced (SIGHUP roll): drain with the grace.
-HANDOVER_SIGNAL = signal.SIGUSR2
 
 
 class StartupError(Exception):
@@ -61,8 +56,7 @@ class WorkerLink:
     index: int
     ready_fd: int  # one byte is written here once the worker serves
     lifeline_fd: int  # EOF here means the supervisor is gone: drain and exit
-    #: Entries the workers being replaced serve (a SIGHUP roll): if one fails to import here, this
-    #: replacement exits before serving and the roll stops.
+    #: Entries the workers a SIGHUP roll replaces serve: if one fails to import here, the roll stops.
     expect: tuple[str, ...] = ()
 
 
@@ -179,8 +173,7 @@ async def start_listeners(state: ServerState) -> list[Any]:
     def factory() -> Connection:
         return Connection(state)
 
-    # A --workers child inherits sockets its supervisor bound, systemd may pass some (LISTEN_FDS, see
-    # ppy.server.activation); a single process binds the others itself.
+    # Sockets from a --workers supervisor or systemd (LISTEN_FDS) are served; the others are bound here.
     passed = state.listen_sockets
     sockets = {
         "tcp": passed.get("tcp") or bind_tcp(config.host, config.port, "--port"),
@@ -205,27 +198,20 @@ async def serve(config: Config, link: WorkerLink | None = None,
     supervisor, readiness is reported to it, and Ctrl-C is left to it (it forwards SIGTERM).
     """
     check_safety(config)
-    handover = 0.0  # the grace of a drain that hands the listeners over (see HANDOVER_GRACE)
-    if sockets is None:
-        from ppy.server import activation
-
-        sockets = activation.take()
-        if sockets:  # systemd holds the sockets: a SIGTERM is (maybe) a restart, hand over gracefully
-            handover = HANDOVER_GRACE
-            print(f"ppy: serving sockets passed by systemd: {activation.describe(sockets)}",
-                  file=sys.stderr, flush=True)
+    handover = 0.0  # the grace of a drain that hands the listeners over (ppy.server.handover)
+    if sockets is None:  # sockets systemd holds: a SIGTERM may be a restart, so hand over gracefully
+        sockets = handover_mod.take_activated()
+        handover = HANDOVER_GRACE if sockets else 0.0
     if config.reload:
         from ppy.server.workers import reload
 
         reload.prepare()
     state = build_state(config)
     state.listen_sockets = sockets
-    if link is not None and link.expect:
-        registry = state.dispatcher.registry
-        broken = [f"{entry!r} ({registry.failed[entry]})" for entry in link.expect if entry in registry.failed]
-        if broken:
-            raise StartupError(f"entry {', '.join(broken)} failed to import, which the running workers serve; "
-                               "fix the code and send SIGHUP again")
+    try:  # a roll's replacement that cannot import what the old workers serve must not serve
+        handover_mod.check_expected(state.dispatcher.registry, link.expect if link else ())
+    except handover_mod.ExpectedEntryFailed as exc:
+        raise StartupError(str(exc)) from None
     runner = state.dispatcher.runner
     if isinstance(runner, IsolatedRunner):
         try:
@@ -290,14 +276,10 @@ async def serve(config: Config, link: WorkerLink | None = None,
 
 async def drain(state: ServerState, servers: list[Any], grace: float = 0.0) -> None:
     """Stop accepting, answer every call in flight (each ends by its deadline), then close.
-
-    With a ``grace`` (a handover to a successor that serves the same sockets), the open connections
-    are first told ``rpc.goaway`` and keep being served normally for up to ``grace`` seconds, so a
-    request a client sent just before it heard is answered, not refused.
-    """
+    With a ``grace``, hand over first (``rpc.goaway``, see ppy.server.handover)."""
     state.ready = False
     if grace > 0:
-        await _hand_over(state, servers, grace)
+        await handover_mod.hand_over(state, servers, grace)
     state.draining = True
     in_flight = sum(1 for task in state.tasks if task.get_name() != SERVICE_TASK)  # not HTTP's serving task
     log.info("draining: %d calls in flight, %d connections", in_flight, state.open_connections)
@@ -315,24 +297,6 @@ async def drain(state: ServerState, servers: list[Any], grace: float = 0.0) -> N
             os.unlink(state.config.uds)
         except OSError:
             pass
-
-
-async def _hand_over(state: ServerState, servers: list[Any], grace: float) -> None:
-    """Stop accepting, tell lines clients ``rpc.goaway``, serve until they left or ``grace`` passed."""
-    log.info("handing over: %d connections told rpc.goaway, served for up to %.0f s", state.open_connections, grace)
-    for server in servers:
-        server.close()  # connections waiting in the shared backlog go to the successor
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + grace
-    def still_open() -> int:  # TCP and Unix connections, and HTTP keep-alive ones (closed once HTTP is idle)
-        return state.open_connections + sum(getattr(server, "open_connections", 0) for server in servers)
-
-    while still_open() and loop.time() < deadline:
-        for conn in list(state.connections):
-            goaway = getattr(conn, "goaway", None)
-            if goaway is not None:
-                goaway()  # once per connection, as soon as its dialect is known to be lines
-        await asyncio.sleep(0.02)
 
 
 async def _finish_calls_and_connections(state: ServerState) -> None:

@@ -19,6 +19,13 @@ Ctrl-C (the parent decides) and drain on their own if the parent dies (EOF
 on the "lifeline" pipe).  Metrics: ``PROMETHEUS_MULTIPROC_DIR`` is set to a
 fresh folder for the children (prometheus_client's multiprocess mode) and
 dead children are marked dead there.
+
+SIGHUP rolls the workers: one slot at a time, a replacement (the app code on
+disk now) starts on the slot's sockets, and once it serves, the old worker
+gets HANDOVER_SIGNAL: it says ``rpc.goaway``, keeps answering for a grace
+period, drains and exits (ppy.server.handover).  A replacement that dies
+before serving, or cannot import an entry the running workers serve, stops
+the roll and the old workers keep serving.  Listeners: ppy.server.workers.listeners.
 """
 
 from __future__ import annotations
@@ -41,17 +48,15 @@ from typing import Any
 from ppy import __version__
 from ppy import config as cfg
 from ppy.config import Config
+from ppy.server.handover import HANDOVER_GRACE, HANDOVER_SIGNAL
 from ppy.server.main import (
-    HANDOVER_GRACE,
-    HANDOVER_SIGNAL,
     StartupError,
     WorkerLink,
-    bind_tcp,
-    bind_uds,
     check_safety,
     default_app_dir,
 )
 from ppy.server.observe import shared as multiproc
+from ppy.server.workers.listeners import Listeners
 
 log = logging.getLogger("ppy.supervisor")
 
@@ -77,48 +82,6 @@ def config_from_json(text: str) -> Config:
             kind = f.type if isinstance(f.type, str) else str(f.type)
             values[f.name] = Path(value) if value is not None and kind.startswith("Path") else value
     return Config(**values)
-
-
-Sockets = dict[str, list[socket.socket]]  # kind ("tcp", "http", "uds") -> listening sockets
-
-
-class Listeners:
-    """Every listener, bound by the parent: per-slot SO_REUSEPORT TCP/HTTP sockets, one shared Unix socket."""
-
-    def __init__(self, config: Config, passed: Sockets | None = None) -> None:
-        self.slots: list[Sockets] = []
-        self.shared: Sockets = dict(passed or {})  # sockets systemd passed are shared by all workers
-        try:
-            self._bind(config)
-        except BaseException:
-            self.close()
-            raise
-
-    def _bind(self, config: Config) -> None:
-        ports: dict[str, int] = {}
-        for kind, port, flag in (("tcp", config.port, "--port"), ("http", config.http_port, "--http-port")):
-            if (kind == "http" and not port) or kind in self.shared:
-                continue
-            probe = bind_tcp(config.host, port, flag)  # fails if anyone, SO_REUSEPORT or not, holds it
-            ports[kind] = probe[0].getsockname()[1]  # the port the kernel chose for port 0
-            for sock in probe:
-                sock.close()
-        for _ in range(config.workers):
-            slot: Sockets = {}
-            self.slots.append(slot)
-            for kind, port in ports.items():
-                slot[kind] = bind_tcp(config.host, port, f"--{kind}-port", reuse_port=True)
-        if config.uds and "uds" not in self.shared:
-            self.shared["uds"] = [bind_uds(config.uds)]
-
-    def for_slot(self, index: int) -> Sockets:
-        return {**self.slots[index], **self.shared}
-
-    def close(self) -> None:
-        for group in (*self.slots, self.shared):
-            for socks in group.values():
-                for sock in socks:
-                    sock.close()
 
 
 class Supervisor:
