@@ -180,6 +180,8 @@ class Client:
     def _healthy(self, sock: socket.socket) -> bool:
         """A reused socket that is readable before we sent anything was closed by the server, or
         told ``rpc.goaway`` (the server is handing over): either way, the call goes to a new one."""
+        if self._goaway or GOAWAY.encode() in self._buf:
+            return False
         try:
             readable, _, _ = select.select([sock], [], [], 0)
         except (OSError, ValueError):
@@ -201,7 +203,7 @@ class Client:
         if not data or GOAWAY.encode() in data:
             return False
         self._buf += data  # unexpected bytes (a late reply): keep them, matching by id skips them
-        return not self._goaway
+        return True
 
     def _send(self, body: bytes) -> None:
         sock = self._sock
