@@ -398,3 +398,34 @@ def test_a_passed_socket_with_an_unknown_name_is_a_clear_start_up_error(app: Pat
             proc.kill()
     assert proc.returncode != 0
     assert b"named 'grpc'" in out and b"FileDescriptorName=" in out
+
+
+def test_workers_serve_the_sockets_systemd_passed(app: Path, tmp_path: Path) -> None:
+    activate = require_tool("systemd-socket-activate")
+    port, uds = free_port(), tmp_path / "ppy.sock"
+    log = open(tmp_path / "activate.log", "w+b")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [activate, "-l", f"127.0.0.1:{port}", "-l", str(uds), "--fdname=tcp:uds", "-E", f"PYTHONPATH={ROOT / 'src'}",
+         "-E", f"PPY_LEDGER={tmp_path / 'ledger'}", sys.executable, "-m", "ppy", "serve", str(app), "--workers", "2",
+         "--port", "1", "--http-port", "0"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        def text() -> str:
+            log.flush()
+            return Path(log.name).read_text(errors="replace")
+
+        assert ppy.Client(f"tcp://127.0.0.1:{port}", connect_timeout=20).call("r.version") == "v1"
+        _poll("every worker ready", lambda: "all 2 workers ready" in text(), 20, text)
+        for _ in range(20):  # fresh connections, to either worker, on the passed sockets
+            with ppy.Client(f"unix://{uds}") as client:
+                assert client.call("r.environ", "LISTEN_FDS") is None  # never passed on to the workers
+            with ppy.Client(f"tcp://127.0.0.1:{port}") as client:
+                assert client.call("r.version") == "v1"
+        assert "serving sockets passed by systemd" in text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        log.close()
