@@ -379,9 +379,9 @@ def test_systemd_socket_activate_passes_named_tcp_http_and_unix_sockets(app: Pat
 def test_a_passed_socket_with_an_unknown_name_is_a_clear_start_up_error(app: Path) -> None:
     activate = require_tool("systemd-socket-activate")
     port = free_port()
-    proc = subprocess.Popen([activate, "-l", f"127.0.0.1:{port}", "--fdname=grpc", sys.executable, "-m", "ppy",
-                             "serve", str(app)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    proc = subprocess.Popen([activate, "-l", f"127.0.0.1:{port}", "--fdname=grpc", "-E", f"PYTHONPATH={ROOT / 'src'}",
+                             sys.executable, "-m", "ppy", "serve", str(app)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, cwd=ROOT)
     try:
         deadline = time.monotonic() + 20
         while True:  # systemd-socket-activate starts the service on the first connection
