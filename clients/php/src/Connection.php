@@ -8,6 +8,12 @@ namespace Ppy;
  * One (usually persistent) socket to a ppy server, speaking the lines dialect: connect,
  * check it is idle before each request, authenticate, write a line, read the matching reply.
  *
+ * Restarts: a refused connect (nothing was sent, the call never ran) is retried with a short
+ * back-off until connect_timeout. A server that hands over to a successor first sends the
+ * notification rpc.goaway and answers every request that reaches it; after it, the next call goes
+ * to a fresh connection, and a call on a reused connection closed with no reply byte after
+ * rpc.goaway (so the server never read it) is sent once more on a fresh connection.
+ *
  * @internal Ppy\Client is the API; clones of a Client share one Connection.
  */
 final class Connection
@@ -23,6 +29,16 @@ final class Connection
         'verify_peer', 'verify_peer_name', 'allow_self_signed', 'verify_depth', 'ciphers', 'security_level'];
     /** @var resource|null */
     private $sock = null;
+    /** The server said rpc.goaway on this socket: answered calls stay answered, new ones go elsewhere. */
+    private bool $goaway = false;
+    /** The socket may have carried requests before the one being sent (reused or persistent). */
+    private bool $reused = false;
+
+    /** First pause after a refused connect (seconds); it doubles up to REFUSED_MAX_PAUSE. */
+    private const REFUSED_FIRST_PAUSE = 0.01;
+    private const REFUSED_MAX_PAUSE = 0.2;
+    private const ECONNREFUSED = 111;
+    private const ENOENT = 2;
 
     /** Request ids, unique within this PHP request (random start: see nextId()). */
     private static int $lastId = 0;
@@ -87,6 +103,7 @@ final class Connection
     public function roundtrip(string $line, int|array|null $want, float $wait): array
     {
         $deadline = microtime(true) + $wait;
+        $goneAwayRetried = false;
         for ($attempt = 1;; $attempt++) {
             $sock = $this->socket($wait);
             try {
@@ -103,9 +120,23 @@ final class Connection
                     return [];
                 }
                 $reply = $this->readReply($sock, $want, $deadline);
+                if ($reply === null) {
+                    // Closed with no reply byte after rpc.goaway: the server never read it. Once more, anew.
+                    $this->close();
+                    if (!$goneAwayRetried) {
+                        $goneAwayRetried = true;
+                        $attempt = 0;
+                        continue;
+                    }
+                    throw new ConnectionException("{$this->uri} closed the connection before replying "
+                        . '(server restarting?); the call did not run');
+                }
             } catch (\Throwable $e) {
                 $this->close();
                 throw $e;
+            }
+            if ($this->goaway) {
+                $this->close(); // the server hands over: the next call opens a fresh connection
             }
             if (isset($reply['error']) && !isset($reply['id'])) {
                 // Not about one request: refused connection, oversized line, rejected batch.
@@ -125,10 +156,12 @@ final class Connection
     {
         $sock = $this->sock;
         if ($sock !== null && is_resource($sock) && self::idle($sock)) {
+            $this->reused = true;
             return $sock;
         }
         $this->close();
         $sock = $this->connect();
+        $this->reused = $this->persistent; // a persistent socket may come from an earlier PHP request
         if (!self::idle($sock)) {
             // A persistent socket left over from an earlier PHP request, with stray bytes or closed.
             $this->close();
@@ -162,38 +195,82 @@ final class Connection
             $options['ssl'] = $this->ssl;
         }
         $context = $options !== [] ? stream_context_create($options) : null;
-        $errno = 0;
-        $errstr = '';
-        $warnings = [];
-        if ($this->ssl !== null) {  // OpenSSL's reason comes only as PHP warnings: keep them for the exception
+        $sock = self::open(
+            $this->address,
+            $this->connectTimeout,
+            $flags,
+            $context,
+            $this->uri,
+            'is `ppy serve` running there?'
+        );
+        $this->sock = $sock;
+        $this->goaway = false;
+        return $sock;
+    }
+
+    /**
+     * stream_socket_client(), retrying a refused connect (ECONNREFUSED, or ENOENT for a Unix socket: no
+     * server listens yet, nothing was sent) with a short back-off; $connectTimeout bounds it all.
+     *
+     * The failed attempt's warnings are caught by a temporary error handler rather than `@`, so that
+     * an application's own error handler (which may ignore error_reporting()) never sees them; over
+     * TLS they carry OpenSSL's reason, which the exception repeats.
+     *
+     * @param resource|null $context
+     * @return resource
+     * @internal also used by Ppy\Legacy (ppy_exchange())
+     */
+    public static function open(
+        string $address,
+        float $connectTimeout,
+        int $flags,
+        $context,
+        string $uri,
+        string $hint
+    ) {
+        $deadline = microtime(true) + $connectTimeout;
+        $pause = self::REFUSED_FIRST_PAUSE;
+        while (true) {
+            $errno = 0;
+            $errstr = '';
+            $warnings = [];
+            $left = max(0.001, $deadline - microtime(true));
             set_error_handler(static function (int $no, string $message) use (&$warnings): bool {
                 $warnings[] = preg_replace('/^stream_socket_client\(\): /', '', $message);
                 return true;
             });
-        }
-        try {
-            $sock = @stream_socket_client($this->address, $errno, $errstr, $this->connectTimeout, $flags, $context);
-        } finally {
-            if ($this->ssl !== null) {
+            try {
+                $sock = $context === null
+                    ? stream_socket_client($address, $errno, $errstr, $left, $flags)
+                    : stream_socket_client($address, $errno, $errstr, $left, $flags, $context);
+            } finally {
                 restore_error_handler();
             }
-        }
-        if ($sock === false && $warnings !== [] && $errno !== 110 && stripos($errstr, 'timed out') === false) {
-            $reason = str_replace(["\n", $this->address], [' ', $this->uri], implode('; ', $warnings));
-            throw new ConnectionException("TLS connection to {$this->uri} failed: $reason; check the 'tls' option: "
-                . 'cafile must be the CA that signed the server\'s certificate, the host must be a name in it '
-                . '(or set peer_name), and a server with --tls-client-ca needs local_cert/local_pk');
-        }
-        if ($sock === false) {
-            if ($errno === 110 || stripos($errstr, 'timed out') !== false) {
-                throw new ClientTimeoutException("connecting to {$this->uri} took over {$this->connectTimeout} s "
+            if ($sock !== false) {
+                return $sock;
+            }
+            $refused = $errno === self::ECONNREFUSED || $errno === self::ENOENT
+                || stripos($errstr, 'refused') !== false || stripos($errstr, 'No such file') !== false;
+            $left = $deadline - microtime(true);
+            if ($refused && $left > 0) {
+                usleep((int) (min($pause, $left) * 1e6));
+                $pause = min($pause * 2, self::REFUSED_MAX_PAUSE);
+                continue;
+            }
+            $timedOut = $errno === 110 || stripos($errstr, 'timed out') !== false;
+            if (!$timedOut && !$refused && str_starts_with($address, 'tls://') && $warnings !== []) {
+                $reason = str_replace(["\n", $address], [' ', $uri], implode('; ', $warnings));
+                throw new ConnectionException("TLS connection to $uri failed: $reason; check the 'tls' option: "
+                    . 'cafile must be the CA that signed the server\'s certificate, the host must be a name in it '
+                    . '(or set peer_name), and a server with --tls-client-ca needs local_cert/local_pk');
+            }
+            if ($timedOut) {
+                throw new ClientTimeoutException("connecting to $uri took over $connectTimeout s "
                     . "(connect_timeout); check the address and that the server is not overloaded");
             }
-            throw new ConnectionException("cannot connect to {$this->uri}: " . ($errstr ?: "error $errno")
-                . '; is `ppy serve` running there?');
+            $again = $refused ? " (retried for $connectTimeout s, connect_timeout)" : '';
+            throw new ConnectionException("cannot connect to $uri: " . ($errstr ?: "error $errno") . "$again; $hint");
         }
-        $this->sock = $sock;
-        return $sock;
     }
 
     /** @param resource $sock */
@@ -205,7 +282,12 @@ final class Connection
             if (!$this->write($sock, Wire::encodeRequest('rpc.auth', [$this->token], $id) . "\n", $deadline)) {
                 throw new ConnectionException("the connection to {$this->uri} broke while authenticating");
             }
-            Wire::resultOf($this->readReply($sock, $id, $deadline));
+            $reply = $this->readReply($sock, $id, $deadline);
+            if ($reply === null) {
+                throw new ConnectionException("{$this->uri} closed the connection while authenticating "
+                    . '(server restarting?); try again');
+            }
+            Wire::resultOf($reply);
         } catch (\Throwable $e) {
             $this->close();
             throw $e;
@@ -249,15 +331,27 @@ final class Connection
 
     /**
      * Read lines until the reply for $want; replies for other ids (stale) are skipped.
+     * Null: the connection closed with no reply byte after rpc.goaway (the request never ran).
      *
      * @param resource $sock
      * @param int|list<int> $want
-     * @return array<int|string, mixed>
+     * @return array<int|string, mixed>|null
      */
-    private function readReply($sock, int|array $want, float $deadline): array
+    private function readReply($sock, int|array $want, float $deadline): ?array
     {
         while (true) {
-            $reply = Wire::decodeReply($this->readLine($sock, $deadline));
+            $line = $this->readLine($sock, $deadline);
+            if ($line === null) {
+                return null;
+            }
+            $reply = Wire::decodeReply($line);
+            if (isset($reply['method']) && !array_key_exists('id', $reply)) {
+                // A notification from the server, not a reply: rpc.goaway says it hands over.
+                if ($reply['method'] === 'rpc.goaway') {
+                    $this->goaway = true;
+                }
+                continue;
+            }
             if (is_int($want)) {
                 $id = $reply['id'] ?? null;
                 if ($id === $want || ($id === null && isset($reply['error']))) {
@@ -276,11 +370,12 @@ final class Connection
     }
 
     /**
-     * One whole line, however the bytes arrive; never a truncated one.
+     * One whole line, however the bytes arrive; never a truncated one. Null: closed with no byte after
+     * rpc.goaway on a reused connection (the server never read the request: safe to send again).
      *
      * @param resource $sock
      */
-    private function readLine($sock, float $deadline): string
+    private function readLine($sock, float $deadline): ?string
     {
         $line = @fgets($sock);
         if ($line !== false && $line[-1] === "\n") {
@@ -289,6 +384,9 @@ final class Connection
         $buffer = $line === false ? '' : $line;
         while (true) {
             if (feof($sock)) {
+                if ($buffer === '' && $this->goaway && $this->reused) {
+                    return null;
+                }
                 throw new ConnectionException("{$this->uri} closed the connection before replying "
                     . ($buffer === '' ? '' : 'completely ') . '(server restarting or stopped?'
                     . ($this->ssl !== null ? ', or, over TLS, a client certificate refused by --tls-client-ca' : '')

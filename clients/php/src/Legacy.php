@@ -76,17 +76,15 @@ final class Legacy
      */
     public static function exchange(string $address, string $frame, float $timeout, float $connectTimeout): string
     {
-        $errno = 0;
-        $errstr = '';
-        $sock = @stream_socket_client($address, $errno, $errstr, $connectTimeout);
-        if ($sock === false) {
-            if ($errno === 110 || stripos($errstr, 'timed out') !== false) {
-                throw new ClientTimeoutException("connecting to $address took over $connectTimeout s; check the "
-                    . 'address and that the server is not overloaded');
-            }
-            throw new ConnectionException("cannot connect to $address: " . ($errstr ?: "error $errno")
-                . '; is `ppy serve` running there? (set PPY_HOST / PPY_PORT)');
-        }
+        // A refused connect (a restart's gap) is retried until $connectTimeout: nothing was sent yet.
+        $sock = Connection::open(
+            $address,
+            $connectTimeout,
+            STREAM_CLIENT_CONNECT,
+            null,
+            $address,
+            'is `ppy serve` running there? (set PPY_HOST / PPY_PORT)'
+        );
         try {
             $deadline = microtime(true) + $timeout;
             stream_set_timeout($sock, (int) $timeout, (int) (fmod($timeout, 1.0) * 1e6));

@@ -6,7 +6,11 @@ any order.  A lost connection fails the calls in flight *on that
 connection* with ConnectError (a request on the wire is never re-sent: the
 server may have run it) and the next call reconnects.  Each connection keeps
 its own table of waiting calls, so a dying old connection can never fail
-calls already sent on its replacement.
+calls already sent on its replacement.  Restarts: a refused connect is
+retried with a short back-off until ``connect_timeout``; when the server says
+``rpc.goaway`` (it hands over to a successor) new calls go to a fresh
+connection, and a call on a reused connection closed with no reply after
+``rpc.goaway`` (so it never ran) is sent again on a fresh one.
 """
 
 from __future__ import annotations
@@ -19,7 +23,21 @@ from typing import Any
 
 import msgspec
 
-from ppy.client.common import DEFAULT_URL, Address, Namespace, build_params, result_of, tls_context, tls_failure
+from ppy.client.common import (
+    DEFAULT_URL,
+    GOAWAY,
+    REFUSED_FIRST_PAUSE,
+    REFUSED_MAX_PAUSE,
+    Address,
+    Namespace,
+    build_params,
+    is_notification,
+    next_pause,
+    refused,
+    result_of,
+    tls_context,
+    tls_failure,
+)
 from ppy.client.errors import ClientError, ClientTimeout, ConnectError
 from ppy.wire import jsonrpc
 
@@ -35,10 +53,16 @@ class _Link:
         self.waiting: dict[int, asyncio.Future[Any]] = {}
         self.reader_task: asyncio.Task[None] | None = None
         self.closed = False
+        self.goaway = False  # the server said rpc.goaway: no new calls on this connection
+        self.sent = 0  # requests written so far: a call after the first reuses the connection
 
     @property
     def usable(self) -> bool:
-        return not self.closed and not self.writer.is_closing()
+        return not self.closed and not self.goaway and not self.writer.is_closing()
+
+
+class _GoneAway(ConnectError):
+    """Closed with no reply after ``rpc.goaway``: the request never ran, send it again."""
 
 
 class AsyncClient:
@@ -63,7 +87,12 @@ class AsyncClient:
     async def request(self, method: str, params: list[Any] | dict[str, Any] | None = None, *,
                       timeout: float | None = None) -> Any:
         link = await self._connection()
-        return result_of(await self._exchange(link, method, [] if params is None else params, timeout))
+        try:
+            reply = await self._exchange(link, method, [] if params is None else params, timeout)
+        except _GoneAway:  # the restarting server never saw it: once more, on a fresh connection
+            reply = await self._exchange(await self._connection(), method, [] if params is None else params,
+                                         timeout)
+        return result_of(reply)
 
     async def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
         link = await self._connection()
@@ -101,6 +130,8 @@ class AsyncClient:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         link.waiting[rid] = fut
         wait = self.timeout if timeout is None else timeout
+        reused = link.sent > 0
+        link.sent += 1
         try:
             link.writer.write(jsonrpc.encode_request(method, params, rid, timeout=timeout) + b"\n")
             try:
@@ -108,8 +139,14 @@ class AsyncClient:
                     return await fut
             except TimeoutError:
                 raise ClientTimeout(f"no reply to {method} from {self.url} within {wait:g} s") from None
+            except _GoneAway:
+                if reused:
+                    raise
+                raise ConnectError(f"{self.url} closed the connection before replying") from None
         finally:
             link.waiting.pop(rid, None)
+            if link.goaway and not link.waiting:
+                link.writer.close()  # every call on it was answered: leave the draining server
 
     async def _connection(self) -> _Link:
         link = self._link
@@ -120,22 +157,42 @@ class AsyncClient:
             if link is not None and link.usable:
                 return link
             addr = self.address
-            try:
-                async with asyncio.timeout(self.connect_timeout):
-                    if addr.scheme == "unix":
-                        reader, writer = await asyncio.open_unix_connection(addr.path, limit=READ_LIMIT)
-                    elif self.ssl_context is not None:
-                        reader, writer = await asyncio.open_connection(
-                            addr.host, addr.port, limit=READ_LIMIT, ssl=self.ssl_context, server_hostname=addr.host)
-                    else:
-                        reader, writer = await asyncio.open_connection(addr.host, addr.port, limit=READ_LIMIT)
-            except ssl.SSLError as exc:
-                raise ConnectError(tls_failure(self.url, exc)) from None
-            except TimeoutError:
-                raise ClientTimeout(f"connecting to {self.url} took over {self.connect_timeout:g} s") from None
-            except OSError as exc:
-                raise ConnectError(f"cannot connect to {self.url}: {exc.strerror or exc}; "
-                                   "is `ppy serve` running?") from None
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.connect_timeout
+            pause = REFUSED_FIRST_PAUSE
+            refusal: OSError | None = None
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        if addr.scheme == "unix":
+                            reader, writer = await asyncio.open_unix_connection(addr.path, limit=READ_LIMIT)
+                        elif self.ssl_context is not None:
+                            reader, writer = await asyncio.open_connection(
+                                addr.host, addr.port, limit=READ_LIMIT, ssl=self.ssl_context,
+                                server_hostname=addr.host)
+                        else:
+                            reader, writer = await asyncio.open_connection(addr.host, addr.port,
+                                                                           limit=READ_LIMIT)
+                    break
+                except ssl.SSLError as exc:
+                    raise ConnectError(tls_failure(self.url, exc)) from None
+                except TimeoutError:
+                    if refusal is not None:  # refused until the deadline: nothing listens
+                        raise ConnectError(f"cannot connect to {self.url}: {refusal.strerror or refusal} (retried "
+                                           f"for {self.connect_timeout:g} s, connect_timeout); is `ppy serve` "
+                                           "running?") from None
+                    raise ClientTimeout(f"connecting to {self.url} took over {self.connect_timeout:g} s "
+                                        "(connect_timeout)") from None
+                except OSError as exc:
+                    remaining = deadline - loop.time()
+                    if refused(exc) and remaining > 0:  # nothing was sent: a restart's gap, try again
+                        refusal = exc
+                        await asyncio.sleep(next_pause(pause, remaining))
+                        pause = min(pause * 2, REFUSED_MAX_PAUSE)
+                        continue
+                    again = f" (retried for {self.connect_timeout:g} s, connect_timeout)" if refused(exc) else ""
+                    raise ConnectError(f"cannot connect to {self.url}: {exc.strerror or exc}{again}; "
+                                       "is `ppy serve` running?") from None
             link = _Link(writer)
             link.reader_task = asyncio.get_running_loop().create_task(self._read(reader, link))
             if self.token is not None:
@@ -157,6 +214,14 @@ class AsyncClient:
                 if not line:
                     break
                 reply = _decode(line)
+                if is_notification(reply):
+                    if reply.get("method") == GOAWAY:
+                        link.goaway = True  # new calls go to a fresh connection; this one still answers
+                        if self._link is link:
+                            self._link = None
+                        if not link.waiting:
+                            link.writer.close()
+                    continue
                 for item in reply if isinstance(reply, list) else [reply]:
                     rid = item.get("id") if isinstance(item, dict) else None
                     fut = link.waiting.get(rid) if isinstance(rid, int) else None
@@ -169,6 +234,8 @@ class AsyncClient:
             link.writer.close()
             if self._link is link:
                 self._link = None
+            if link.goaway and isinstance(error, ConnectError):
+                error = _GoneAway(f"{self.url} said rpc.goaway and closed the connection")
             _fail(link, error)
 
 

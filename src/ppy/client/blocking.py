@@ -4,7 +4,12 @@ Over ``tcp://`` and ``unix://`` it speaks the lines dialect; over
 ``http://`` it POSTs to ``/rpc``.  A connection found dead *before* a request
 is sent (the server restarted, or closed it for idleness) is replaced
 transparently; once a request is on the wire it is never re-sent, because the
-server may have run it.
+server may have run it -- with one exception: a server that restarts first says
+``rpc.goaway`` and answers every request that reaches it, so a call on a reused
+connection that was closed with no reply byte after ``rpc.goaway`` never ran and
+is sent again on a fresh connection.  A refused connect (nothing was sent) is
+retried with a short back-off until ``connect_timeout``, which rides out the gap
+of a restart.
 """
 
 from __future__ import annotations
@@ -14,17 +19,36 @@ import itertools
 import select
 import socket
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from ppy.client.common import DEFAULT_URL, Address, Namespace, build_params, result_of, tls_context, tls_failure
+from ppy.client.common import (
+    DEFAULT_URL,
+    GOAWAY,
+    REFUSED_FIRST_PAUSE,
+    REFUSED_MAX_PAUSE,
+    Address,
+    Namespace,
+    build_params,
+    is_notification,
+    next_pause,
+    refused,
+    result_of,
+    tls_context,
+    tls_failure,
+)
 from ppy.client.errors import ClientError, ClientTimeout, ConnectError
 from ppy.wire import jsonrpc
 
 _decode = msgspec.json.decode
 MAX_REPLY_BYTES = 1 << 30  # a runaway reply must not eat all memory
+
+
+class _GoneAway(ConnectError):
+    """Closed with no reply byte after ``rpc.goaway``: the request never ran, send it again."""
 
 
 class Client:
@@ -44,6 +68,8 @@ class Client:
         self._sock: socket.socket | None = None
         self._buf = bytearray()
         self._http: http.client.HTTPConnection | None = None
+        self._goaway = False  # the server said rpc.goaway on this connection: the next call opens a new one
+        self._reused = False  # the connection carried a call before the one being sent
 
     # -- public API ------------------------------------------------------------------
 
@@ -92,6 +118,7 @@ class Client:
             self._http.close()
             self._http = None
         self._buf.clear()
+        self._goaway = False
 
     def __enter__(self) -> Client:
         return self
@@ -110,42 +137,68 @@ class Client:
         if self.address.scheme in ("http", "https"):
             return _decode(self._post(body, wait))
         self._send(body)
-        return self._read_reply(rid, wait)
+        try:
+            return self._read_reply(rid, wait)
+        except _GoneAway:  # the restarting server never saw it: once more, on a fresh connection
+            self._send(body)
+            return self._read_reply(rid, wait)
 
     def _connect(self) -> socket.socket:
-        addr = self.address
-        try:
-            if addr.scheme == "unix":
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(self.connect_timeout)
-                sock.connect(addr.path)
-            else:
-                sock = socket.create_connection((addr.host, addr.port), timeout=self.connect_timeout)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                if self.ssl_context is not None:
-                    plain = sock
-                    try:  # the handshake is bounded by connect_timeout too
-                        sock = self.ssl_context.wrap_socket(plain, server_hostname=addr.host)
-                    except BaseException:
-                        plain.close()
-                        raise
-        except ssl.SSLError as exc:
-            raise ConnectError(tls_failure(self.url, exc)) from None
-        except TimeoutError:
-            raise ClientTimeout(f"connecting to {self.url} took over {self.connect_timeout:g} s") from None
-        except OSError as exc:
-            raise ConnectError(f"cannot connect to {self.url}: {exc.strerror or exc}; "
-                               "is `ppy serve` running?") from None
+        deadline = time.monotonic() + self.connect_timeout
+        pause = REFUSED_FIRST_PAUSE
+        while True:
+            try:
+                sock = self._open(max(0.001, deadline - time.monotonic()))
+                break
+            except ssl.SSLError as exc:
+                raise ConnectError(tls_failure(self.url, exc)) from None
+            except OSError as exc:
+                remaining = deadline - time.monotonic()
+                if refused(exc) and remaining > 0:  # nothing was sent: a restart's gap, try again
+                    time.sleep(next_pause(pause, remaining))
+                    pause = min(pause * 2, REFUSED_MAX_PAUSE)
+                    continue
+                if isinstance(exc, TimeoutError):
+                    raise ClientTimeout(f"connecting to {self.url} took over {self.connect_timeout:g} s "
+                                        "(connect_timeout)") from None
+                again = f" (retried for {self.connect_timeout:g} s, connect_timeout)" if refused(exc) else ""
+                raise ConnectError(f"cannot connect to {self.url}: {exc.strerror or exc}{again}; "
+                                   "is `ppy serve` running?") from None
         self._sock = sock
         self._buf.clear()
+        self._goaway = self._reused = False
         if self.token is not None:
             rid = next(self._ids)
             self._sock.sendall(jsonrpc.encode_request("rpc.auth", [self.token], rid) + b"\n")
             result_of(self._read_reply(rid, self.timeout))
         return sock
 
+    def _open(self, timeout: float) -> socket.socket:
+        addr = self.address
+        if addr.scheme == "unix":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(timeout)
+                sock.connect(addr.path)
+            except OSError:
+                sock.close()
+                raise
+            return sock
+        sock = socket.create_connection((addr.host, addr.port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.ssl_context is None:
+            return sock
+        try:  # the handshake is bounded by connect_timeout too
+            return self.ssl_context.wrap_socket(sock, server_hostname=addr.host)
+        except BaseException:
+            sock.close()
+            raise
+
     def _healthy(self, sock: socket.socket) -> bool:
-        """A reused socket that is readable before we sent anything was closed by the server."""
+        """A reused socket that is readable before we sent anything was closed by the server, or
+        told ``rpc.goaway`` (the server is handing over): either way, the call goes to a new one."""
+        if self._goaway or GOAWAY.encode() in self._buf:
+            return False
         try:
             readable, _, _ = select.select([sock], [], [], 0)
         except (OSError, ValueError):
@@ -164,7 +217,7 @@ class Client:
                 sock.setblocking(True)
             except OSError:
                 pass
-        if not data:
+        if not data or GOAWAY.encode() in data:
             return False
         self._buf += data  # unexpected bytes (a late reply): keep them, matching by id skips them
         return True
@@ -176,6 +229,8 @@ class Client:
             sock = None
         if sock is None:
             sock = self._connect()
+        else:
+            self._reused = True
         try:
             sock.settimeout(self.timeout)
             sock.sendall(body + b"\n")
@@ -200,9 +255,12 @@ class Client:
                     self.close()
                     raise ConnectError(f"connection to {self.url} broke: {exc}") from None
                 if not chunk:
+                    gone_away = self._goaway and self._reused and not self._buf
                     self.close()
                     hint = (" — over TLS also how a server with --tls-client-ca refuses a missing or untrusted "
                             "client certificate (pass cert= and key=)") if self.ssl_context is not None else ""
+                    if gone_away:
+                        raise _GoneAway(f"{self.url} said rpc.goaway and closed the connection")
                     raise ConnectError(f"{self.url} closed the connection before replying "
                                        f"(server restarting or the request was refused){hint}")
                 start = len(self._buf)
@@ -216,24 +274,38 @@ class Client:
             reply = _decode(line)
             if isinstance(reply, list):
                 if any(isinstance(r, dict) and r.get("id") in want for r in reply):
-                    return reply
+                    return self._replied(reply)
+                continue
+            if is_notification(reply):
+                if reply.get("method") == GOAWAY:
+                    self._goaway = True
                 continue
             if isinstance(reply, dict) and (reply.get("id") in want or reply.get("id") is None):
-                return reply
+                return self._replied(reply)
+
+    def _replied(self, reply: Any) -> Any:
+        if self._goaway:  # the server hands over: the next call goes to a fresh connection
+            self.close()
+        return reply
 
     def _post(self, body: bytes, wait: float) -> bytes:
         addr = self.address
-        if self._http is None:
-            self._http = self._http_connection(wait)
         headers = {"Content-Type": "application/json"}
         if self.token is not None:
             headers["Authorization"] = f"Bearer {self.token}"
-        for attempt in (1, 2):
+        deadline = time.monotonic() + self.connect_timeout
+        pause = REFUSED_FIRST_PAUSE
+        stale = 0
+        while True:
+            if self._http is None:
+                self._http = self._http_connection(wait)
             try:
                 self._http.timeout = wait
                 self._http.request("POST", f"{addr.path}/rpc", body=body, headers=headers)
                 response = self._http.getresponse()
                 data = response.read()
+                if response.getheader("Connection", "").lower() == "close":
+                    self.close()  # the server drains (a restart): the next call opens a new connection
                 return data if response.status != 204 else b"null"
             except TimeoutError:
                 self.close()
@@ -241,16 +313,20 @@ class Client:
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 # http.client reuses keep-alive connections; a stale one fails before the request is read.
                 self.close()
-                self._http = self._http_connection(wait)
-                if attempt == 2:
+                stale += 1
+                if stale == 2:
                     raise ConnectError(f"connection to {self.url} broke: {exc}") from None
             except ssl.SSLError as exc:
                 self.close()
                 raise ConnectError(tls_failure(self.url, exc)) from None
             except OSError as exc:
                 self.close()
+                remaining = deadline - time.monotonic()
+                if refused(exc) and remaining > 0:  # nothing was sent: a restart's gap, try again
+                    time.sleep(next_pause(pause, remaining))
+                    pause = min(pause * 2, REFUSED_MAX_PAUSE)
+                    continue
                 raise ConnectError(f"cannot reach {self.url}: {exc.strerror or exc}") from None
-        raise AssertionError("unreachable")
 
     def _http_connection(self, wait: float) -> http.client.HTTPConnection:
         addr = self.address

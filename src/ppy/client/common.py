@@ -11,6 +11,27 @@ from urllib.parse import urlsplit
 from ppy.client.errors import ClientError, RemoteError, from_error_object
 
 DEFAULT_URL = "tcp://127.0.0.1:32123"
+#: The notification a server sends on a connection it is about to close (a restart hands over): calls
+#: already sent on it are still answered; new calls go to a fresh connection.
+GOAWAY = "rpc.goaway"
+#: First pause between refused connects; it doubles up to REFUSED_MAX_PAUSE, all within connect_timeout.
+REFUSED_FIRST_PAUSE = 0.01
+REFUSED_MAX_PAUSE = 0.2
+
+
+def refused(exc: OSError) -> bool:
+    """Nothing was sent: no server listens (yet) at a TCP port, or at a Unix socket path."""
+    return isinstance(exc, (ConnectionRefusedError, FileNotFoundError))
+
+
+def next_pause(pause: float, remaining: float) -> float:
+    """The pause before the next connect attempt, never past the connect deadline."""
+    return max(0.0, min(pause, remaining))
+
+
+def is_notification(message: Any) -> bool:
+    """A server-sent notification (``rpc.goaway``), not a reply: it has a method and no id."""
+    return isinstance(message, dict) and "method" in message and "id" not in message
 
 
 @dataclass(frozen=True)

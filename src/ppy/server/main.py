@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import ipaddress
+import json
 import logging
 import os
 import signal
@@ -28,6 +29,8 @@ from ppy.app.registry import Registry
 from ppy.config import Config
 from ppy.run.isolated import IsolatedRunner
 from ppy.run.threads import ThreadRunner
+from ppy.server import handover as handover_mod
+from ppy.server.handover import HANDOVER_GRACE, HANDOVER_SIGNAL
 from ppy.server.state import ServerState
 from ppy.server.tcp.connection import Connection
 from ppy.server.tls import Tls, TlsConfigError, reload_tls
@@ -56,6 +59,8 @@ class WorkerLink:
     index: int
     ready_fd: int  # one byte is written here once the worker serves
     lifeline_fd: int  # EOF here means the supervisor is gone: drain and exit
+    #: Entries the workers a SIGHUP roll replaces serve: if one fails to import here, the roll stops.
+    expect: tuple[str, ...] = ()
 
 
 def default_app_dir() -> Path:
@@ -185,28 +190,29 @@ async def start_listeners(state: ServerState, tls: Tls | None = None) -> list[An
     def factory() -> Connection:
         return Connection(state)
 
-    # A --workers child inherits sockets its supervisor bound; a single process binds its own.
-    sockets = state.listen_sockets or {
-        "tcp": bind_tcp(config.host, config.port, "--port") if config.port else [],
-        "uds": [bind_uds(config.uds)] if config.uds else [],
+    # Sockets from a --workers supervisor or systemd (LISTEN_FDS) are served; the others are bound here.
+    passed = state.listen_sockets
+    sockets = {
+        "tcp": passed.get("tcp") or (bind_tcp(config.host, config.port, "--port") if config.port else []),
+        "uds": passed.get("uds") or ([bind_uds(config.uds)] if config.uds else []),
     }
-    if tls is not None and config.tls_port:  # the event loop does the handshake; sniffing sees decrypted bytes
-        for sock in sockets.get("tls") or bind_tcp(config.host, config.tls_port, "--tls-port"):
+    if tls is not None and (config.tls_port or passed.get("tls")):  # the loop does the handshake
+        for sock in passed.get("tls") or bind_tcp(config.host, config.tls_port, "--tls-port"):
             servers.append(await loop.create_server(tls_connection_factory(state), sock=sock, backlog=BACKLOG,
                                                     ssl=tls.listening, ssl_handshake_timeout=config.request_timeout))
     for sock in sockets.get("tcp", []):
         servers.append(await loop.create_server(factory, sock=sock, backlog=BACKLOG))
     for sock in sockets.get("uds", []):
         servers.append(await loop.create_unix_server(factory, sock=sock, backlog=BACKLOG))
-    if config.http_port:
+    if config.http_port or passed.get("http"):
         from ppy.server.http import app as http
 
         servers.append(await http.start(state))
-    if tls is not None and config.https_port:
+    if tls is not None and (config.https_port or passed.get("https")):
         from ppy.server.http import app as http
 
         plain = next((s for s in servers if isinstance(s, http.HttpServer)), None)
-        sockets_https = sockets.get("https") or bind_tcp(config.host, config.https_port, "--https-port")
+        sockets_https = passed.get("https") or bind_tcp(config.host, config.https_port, "--https-port")
         servers.append(await http.start(state, sockets=sockets_https, ssl=tls.listening,
                                         app=plain.app if plain is not None else None))
     return servers
@@ -220,8 +226,12 @@ async def serve(config: Config, link: WorkerLink | None = None,
     supervisor, readiness is reported to it, and Ctrl-C is left to it (it forwards SIGTERM).
     """
     check_safety(config)
+    handover = 0.0  # the grace of a drain that hands the listeners over (ppy.server.handover)
+    if sockets is None:  # sockets systemd holds: a SIGTERM may be a restart, so hand over gracefully
+        sockets = handover_mod.take_activated()
+        handover = HANDOVER_GRACE if sockets else 0.0
     try:
-        tls = load_tls(config)
+        tls = load_tls(config, passed=bool(sockets.get("tls") or sockets.get("https")))
     except TlsConfigError as exc:
         raise StartupError(str(exc)) from None
     if config.reload:
@@ -229,7 +239,11 @@ async def serve(config: Config, link: WorkerLink | None = None,
 
         reload.prepare()
     state = build_state(config)
-    state.listen_sockets = sockets or {}
+    state.listen_sockets = sockets
+    try:  # a roll's replacement that cannot import what the old workers serve must not serve
+        handover_mod.check_expected(state.dispatcher.registry, link.expect if link else ())
+    except handover_mod.ExpectedEntryFailed as exc:
+        raise StartupError(str(exc)) from None
     runner = state.dispatcher.runner
     if isinstance(runner, IsolatedRunner):
         try:
@@ -275,7 +289,15 @@ async def serve(config: Config, link: WorkerLink | None = None,
         loop.remove_signal_handler(signal.SIGINT)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C: the supervisor decides
         loop.add_reader(link.lifeline_fd, stop.set)  # readable only at EOF: the supervisor died
-        os.write(link.ready_fd, b"1")
+
+        def on_handover() -> None:  # a SIGHUP roll: a successor already serves this slot
+            nonlocal handover
+            handover = HANDOVER_GRACE
+            stop.set()
+
+        loop.add_signal_handler(HANDOVER_SIGNAL, on_handover)
+        # "1" and the entries this worker serves: the supervisor checks a roll's replacements against them.
+        os.write(link.ready_fd, b"1" + json.dumps(list(registry.entries)).encode())
         os.close(link.ready_fd)
     state.ready = True
     await stop.wait()
@@ -283,13 +305,16 @@ async def serve(config: Config, link: WorkerLink | None = None,
         loop.remove_reader(link.lifeline_fd)
     if reloader is not None:
         await reloader.stop()
-    await drain(state, servers)
+    await drain(state, servers, handover)
     return 0
 
 
-async def drain(state: ServerState, servers: list[Any]) -> None:
-    """Stop accepting, answer every call in flight (each ends by its deadline), then close."""
+async def drain(state: ServerState, servers: list[Any], grace: float = 0.0) -> None:
+    """Stop accepting, answer every call in flight (each ends by its deadline), then close.
+    With a ``grace``, hand over first (``rpc.goaway``, see ppy.server.handover)."""
     state.ready = False
+    if grace > 0:
+        await handover_mod.hand_over(state, servers, grace)
     state.draining = True
     in_flight = sum(1 for task in state.tasks if task.get_name() != SERVICE_TASK)  # not HTTP's serving task
     log.info("draining: %d calls in flight, %d connections", in_flight, state.open_connections)
@@ -302,7 +327,7 @@ async def drain(state: ServerState, servers: list[Any]) -> None:
         await runner.aclose()
     else:
         runner.close()
-    if state.config.uds and not state.listen_sockets:  # a supervisor owns a shared socket's path
+    if state.config.uds and "uds" not in state.listen_sockets:  # a supervisor or systemd owns it
         try:
             os.unlink(state.config.uds)
         except OSError:

@@ -42,13 +42,15 @@ def wanted(config: Config) -> bool:
     return bool(config.tls_port or config.https_port)
 
 
-def check_flags(config: Config) -> None:
-    """Refuse flag combinations that would serve something other than what was asked."""
-    if wanted(config):
+def check_flags(config: Config, passed: bool = False) -> None:
+    """Refuse flag combinations that would serve something other than what was asked.  ``passed``: a
+    ``tls``/``https`` socket came from systemd (LISTEN_FDS), which needs the certificate flags too."""
+    if wanted(config) or passed:
         missing = [flag for flag, value in (("--tls-cert", config.tls_cert), ("--tls-key", config.tls_key))
                    if value is None]
         if missing:
             ports = ", ".join(f for f, p in (("--tls-port", config.tls_port), ("--https-port", config.https_port)) if p)
+            ports = ports or "a 'tls'/'https' socket passed by systemd (LISTEN_FDNAMES)"
             raise TlsConfigError(f"{ports} needs {' and '.join(missing)}: give the PEM certificate chain and its "
                                  "private key (docs/tls.md shows how to make them)")
         return
@@ -129,10 +131,11 @@ class Tls:
         return True
 
 
-def load(config: Config) -> Tls | None:
-    """The server's TLS state, or None when no TLS port is on; TlsConfigError says what to fix."""
-    check_flags(config)
-    return Tls(config) if wanted(config) else None
+def load(config: Config, passed: bool = False) -> Tls | None:
+    """The server's TLS state, or None when no TLS port is on (nor ``passed`` by systemd); TlsConfigError
+    says what to fix."""
+    check_flags(config, passed)
+    return Tls(config) if wanted(config) or passed else None
 
 
 def reload_tls(tls: Tls | None) -> None:

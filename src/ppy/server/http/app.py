@@ -221,6 +221,11 @@ class HttpServer:
         self._stop = asyncio.Event()
         self.task = state.spawn(self._serve())
 
+    @property
+    def open_connections(self) -> int:
+        """HTTP connections still open: a handover's grace waits for keep-alive clients to leave."""
+        return sum(len(listener.connections) for listener in self.listeners)
+
     def close(self) -> None:
         self._stop.set()
 

@@ -25,6 +25,8 @@ log = logging.getLogger("ppy.server")
 
 CUT_OFF = ("server is shutting down and this call did not finish within the drain deadline "
            "(--timeout); it may have run partly: check before retrying")
+#: The notification a draining process sends on every lines connection when it hands over.
+GOAWAY = b'{"jsonrpc":"2.0","method":"rpc.goaway"}'
 
 
 class ConnectionBase(asyncio.Protocol):
@@ -100,6 +102,18 @@ class ConnectionBase(asyncio.Protocol):
                 self._protocol_error(exc)
         self._maybe_close()
         return True
+
+    _told_goaway = False
+
+    def goaway(self) -> None:
+        """Tell a lines client, once, that this process hands over: its next calls go to a new connection.
+
+        Called by the drain's grace period (a roll or a restart with held sockets); until the grace ends,
+        requests on this connection are still answered normally.
+        """
+        if self.dialect == "lines" and not self.closed and not self._told_goaway:
+            self._told_goaway = True
+            self._write_line(GOAWAY)
 
     def drain_close(self) -> None:
         """Called when the server starts draining: close now if nothing is owed."""

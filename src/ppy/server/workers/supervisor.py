@@ -19,6 +19,13 @@ Ctrl-C (the parent decides) and drain on their own if the parent dies (EOF
 on the "lifeline" pipe).  Metrics: ``PROMETHEUS_MULTIPROC_DIR`` is set to a
 fresh folder for the children (prometheus_client's multiprocess mode) and
 dead children are marked dead there.
+
+SIGHUP rolls the workers: one slot at a time, a replacement (the app code on
+disk now) starts on the slot's sockets, and once it serves, the old worker
+gets HANDOVER_SIGNAL: it says ``rpc.goaway``, keeps answering for a grace
+period, drains and exits (ppy.server.handover).  A replacement that dies
+before serving, or cannot import an entry the running workers serve, stops
+the roll and the old workers keep serving.  Listeners: ppy.server.workers.listeners.
 """
 
 from __future__ import annotations
@@ -41,15 +48,23 @@ from typing import Any
 from ppy import __version__
 from ppy import config as cfg
 from ppy.config import Config
-from ppy.server.main import StartupError, WorkerLink, bind_tcp, bind_uds, check_safety, default_app_dir
+from ppy.server.handover import HANDOVER_GRACE, HANDOVER_SIGNAL
+from ppy.server.main import (
+    StartupError,
+    WorkerLink,
+    check_safety,
+    default_app_dir,
+)
 from ppy.server.observe import shared as multiproc
 from ppy.server.tls import load as load_tls
+from ppy.server.workers.listeners import Listeners
 
 log = logging.getLogger("ppy.supervisor")
 
 ENV_CONFIG = "PPY_WORKER_CONFIG"  # the parent's Config as JSON
 ENV_FDS = "PPY_WORKER_FDS"  # "tcp=3,4;uds=5;http=6": inherited listening sockets
 ENV_LINK = "PPY_WORKER_LINK"  # "index,ready_fd,lifeline_fd"
+ENV_EXPECT = "PPY_WORKER_EXPECT"  # JSON list: entries a roll's replacement must import (the old ones serve them)
 START_TIMEOUT = 120.0  # a child importing a big app may take a while; past this it is stuck
 STABLE_AFTER = 10.0  # a child that served this long before dying resets the back-off
 MAX_BACKOFF = 10.0
@@ -70,58 +85,21 @@ def config_from_json(text: str) -> Config:
     return Config(**values)
 
 
-Sockets = dict[str, list[socket.socket]]  # kind ("tcp", "http", "uds") -> listening sockets
-
-
-class Listeners:
-    """Every listener, bound by the parent: per-slot SO_REUSEPORT TCP/HTTP sockets, one shared Unix socket."""
-
-    def __init__(self, config: Config) -> None:
-        self.slots: list[Sockets] = []
-        self.shared: Sockets = {}
-        try:
-            self._bind(config)
-        except BaseException:
-            self.close()
-            raise
-
-    def _bind(self, config: Config) -> None:
-        ports: dict[str, int] = {}
-        for kind, port, flag in (("tcp", config.port, "--port"), ("http", config.http_port, "--http-port"),
-                                 ("tls", config.tls_port, "--tls-port"), ("https", config.https_port, "--https-port")):
-            if not port:  # 0 turns a listener off
-                continue
-            probe = bind_tcp(config.host, port, flag)  # fails if anyone, SO_REUSEPORT or not, holds it
-            ports[kind] = probe[0].getsockname()[1]  # the port the kernel chose for port 0
-            for sock in probe:
-                sock.close()
-        for _ in range(config.workers):
-            slot: Sockets = {}
-            self.slots.append(slot)
-            for kind, port in ports.items():
-                slot[kind] = bind_tcp(config.host, port, f"--{kind}-port", reuse_port=True)
-        if config.uds:
-            self.shared["uds"] = [bind_uds(config.uds)]
-
-    def for_slot(self, index: int) -> Sockets:
-        return {**self.slots[index], **self.shared}
-
-    def close(self) -> None:
-        for group in (*self.slots, self.shared):
-            for socks in group.values():
-                for sock in socks:
-                    sock.close()
-
-
 class Supervisor:
-    def __init__(self, config: Config, listeners: Listeners) -> None:
+    def __init__(self, config: Config, listeners: Listeners, activated: bool = False) -> None:
         self.config = config
         self.listeners = listeners
+        self.activated = activated  # systemd holds the sockets: a SIGTERM may be a restart, hand over
         self.stopping = False
-        self.pids: dict[int, int] = {}  # slot -> pid of its live child
+        self.procs: dict[int, asyncio.subprocess.Process] = {}  # slot -> its serving child
+        self.pids: set[int] = set()  # every live child, a draining one of a roll included
+        self.entries: dict[int, tuple[str, ...]] = {}  # slot -> the app entries its child serves
         self.exit_codes: dict[int, int] = {}  # slot -> exit code after the drain
         self.respawns: deque[float] = deque(maxlen=4096)  # seconds from a child's death to its successor's ready
         self._lifeline_r, self._lifeline_w = os.pipe()
+        self._roll: asyncio.Task[None] | None = None
+        self._roll_again = False
+        self._all_ready = False
         self._histogram: Any = None
         if multiproc.enabled():  # written to the shared folder, so any worker's /metrics shows it
             from prometheus_client import Histogram
@@ -129,47 +107,64 @@ class Supervisor:
             self._histogram = Histogram("ppy_worker_respawn_seconds", multiproc.RESPAWN_HELP, ["pool"],
                                         buckets=multiproc.RESPAWN_BUCKETS, registry=None)
 
-    def _child_env(self, index: int, ready_fd: int) -> dict[str, str]:
+    def _child_env(self, index: int, ready_fd: int, expect: tuple[str, ...]) -> dict[str, str]:
         sockets = self.listeners.for_slot(index)
         fds = ";".join(f"{kind}={','.join(str(s.fileno()) for s in socks)}" for kind, socks in sockets.items())
         return {**os.environ, ENV_CONFIG: config_to_json(self.config), ENV_FDS: fds,
-                ENV_LINK: f"{index},{ready_fd},{self._lifeline_r}"}
+                ENV_LINK: f"{index},{ready_fd},{self._lifeline_r}", ENV_EXPECT: json.dumps(list(expect))}
 
-    async def _spawn(self, index: int) -> tuple[asyncio.subprocess.Process, bool]:
-        """Start one child; returns it and whether it became ready (False: it died first)."""
+    async def _spawn(self, index: int, expect: tuple[str, ...] = ()) -> tuple[asyncio.subprocess.Process, bool, str]:
+        """Start one child; returns it, whether it became ready (False: it died first) and what it reported:
+        the entries it serves (JSON) when ready, else why it did not start (when it could say)."""
         ready_r, ready_w = os.pipe()
         passed = [s.fileno() for socks in self.listeners.for_slot(index).values() for s in socks]
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "ppy.server.workers.supervisor", env=self._child_env(index, ready_w),
+                sys.executable, "-m", "ppy.server.workers.supervisor", env=self._child_env(index, ready_w, expect),
                 pass_fds=[*passed, ready_w, self._lifeline_r])
         finally:
             os.close(ready_w)
-        self.pids[index] = proc.pid  # from now on a shutdown signals it too
+        self.pids.add(proc.pid)  # from now on a shutdown signals it too
         loop = asyncio.get_running_loop()
-        ready: asyncio.Future[bytes] = loop.create_future()
+        report: asyncio.Future[bytes] = loop.create_future()
+        got = bytearray()
 
-        def on_readable() -> None:  # one byte when the child serves; EOF (b"") when it died first
-            if not ready.done():
-                ready.set_result(os.read(ready_r, 1))
+        def on_readable() -> None:  # "1" + entries when the child serves, "0" + why when it gave up; then EOF
+            data = os.read(ready_r, 65536)
+            got.extend(data)
+            if not data and not report.done():
+                report.set_result(bytes(got))
 
         loop.add_reader(ready_r, on_readable)
         try:
-            got = await asyncio.wait_for(ready, START_TIMEOUT)
+            data = await asyncio.wait_for(report, START_TIMEOUT)
         except TimeoutError:
             log.error("worker %d (pid %d) not ready after %.0f s; killing it", index, proc.pid, START_TIMEOUT)
             proc.kill()
-            got = b""
+            data = b""
         finally:
             loop.remove_reader(ready_r)
             os.close(ready_r)
-        return proc, got == b"1"
+        return proc, data[:1] == b"1", data[1:].decode(errors="replace")
+
+    def _served(self, index: int, proc: asyncio.subprocess.Process, report: str) -> None:
+        self.procs[index] = proc
+        try:
+            self.entries[index] = tuple(json.loads(report))
+        except ValueError:
+            self.entries[index] = ()
 
     async def _slot(self, index: int) -> None:
         failures = 0
         died_at: float | None = None
         while not self.stopping:
-            proc, ready = await self._spawn(index)
+            proc, ready, report = await self._spawn(index)
+            if ready:
+                self._served(index, proc, report)
+                if len(self.entries) == self.config.workers and not self._all_ready:
+                    self._all_ready = True
+                    print(f"ppy: all {self.config.workers} workers ready (SIGHUP replaces them with the code on "
+                          "disk now)", file=sys.stderr, flush=True)
             started = time.monotonic()
             if ready and died_at is not None:
                 elapsed = started - died_at
@@ -178,8 +173,14 @@ class Supervisor:
                     self._histogram.labels("workers").observe(elapsed)
                 log.warning("worker %d replaced by pid %d in %.0f ms", index, proc.pid, elapsed * 1000)
             code = await proc.wait()
-            self.pids.pop(index, None)
-            _mark_dead(proc.pid)
+            while ready and self.procs.get(index) not in (proc, None):  # retired by a roll: follow its successor
+                self._gone(proc)
+                proc = self.procs[index]
+                started = time.monotonic()
+                code = await proc.wait()
+            self._gone(proc)
+            if self.procs.get(index) is proc:
+                del self.procs[index]
             if self.stopping:
                 self.exit_codes[index] = code if ready else 0
                 return
@@ -190,6 +191,62 @@ class Supervisor:
                       _describe(code), died_at - started, f" in {delay:.1f} s" if delay else "")
             if delay:
                 await asyncio.sleep(delay)
+
+    def _gone(self, proc: asyncio.subprocess.Process) -> None:
+        self.pids.discard(proc.pid)
+        _mark_dead(proc.pid)
+
+    def roll(self) -> None:
+        """SIGHUP: replace every worker, one at a time, with a fresh process (the app code on disk now)."""
+        if self.stopping:
+            return
+        if self._roll is not None and not self._roll.done():
+            self._roll_again = True  # code changed again mid-roll: roll once more when this one ends
+            return
+        self._roll = asyncio.get_running_loop().create_task(self._rolling())
+
+    async def _rolling(self) -> None:
+        while True:
+            self._roll_again = False
+            await self._roll_once()
+            if not self._roll_again or self.stopping:
+                return
+
+    async def _roll_once(self) -> None:
+        """Start a replacement, and only once it serves, tell the old worker of its slot to hand over.
+
+        The slot's sockets stay open throughout (the supervisor holds them; old and new worker share
+        them while both run), so no connection is refused.  A replacement that dies before serving,
+        or cannot import an entry the current workers serve, stops the roll: the workers not yet
+        replaced keep serving the old code.
+        """
+        began = time.monotonic()
+        print(f"ppy: SIGHUP: replacing {self.config.workers} workers one at a time", file=sys.stderr, flush=True)
+        for index in range(self.config.workers):
+            if self.stopping:
+                return
+            expect = tuple(sorted({e for entries in self.entries.values() for e in entries}))
+            old = self.procs.get(index)
+            if old is None or old.returncode is not None:
+                continue  # the slot is being respawned anyway, from the code on disk now
+            proc, ready, report = await self._spawn(index, expect)
+            if not ready:
+                code = await proc.wait()
+                self._gone(proc)
+                why = report.strip() or f"it {_describe(code)} before serving; see its output above"
+                log.error("roll stopped at worker %d: the replacement (pid %d) did not start: %s. "
+                          "The old workers keep serving; fix the code and send SIGHUP again", index, proc.pid, why)
+                return
+            self._served(index, proc, report)
+            try:
+                os.kill(old.pid, HANDOVER_SIGNAL)  # it tells its clients rpc.goaway, drains and exits
+            except ProcessLookupError:
+                pass
+            await old.wait()
+            log.warning("worker %d replaced by pid %d (roll)", index, proc.pid)
+        elapsed = time.monotonic() - began
+        print(f"ppy: SIGHUP: {self.config.workers} workers replaced in {elapsed * 1000:.0f} ms",
+              file=sys.stderr, flush=True)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -206,15 +263,17 @@ class Supervisor:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
-        loop.add_signal_handler(signal.SIGHUP, self._forward, signal.SIGHUP)  # each worker reloads its TLS files
+        loop.add_signal_handler(signal.SIGHUP, self.roll)  # fresh workers: new code, new TLS files
         slots = [loop.create_task(self._slot(i)) for i in range(self.config.workers)]
         self._banner()
         await stop.wait()
         self.stopping = True
         print(f"ppy: shutting down {len(self.pids)} workers", file=sys.stderr, flush=True)
         self.listeners.close()  # stop accepting: the children's copies close as they drain
-        self._forward(signal.SIGTERM)
-        _done, pending = await asyncio.wait(slots, timeout=self.config.timeout + 10.0)
+        # Under socket activation a stop may be a restart: the workers hand over (rpc.goaway, grace).
+        self._forward(HANDOVER_SIGNAL if self.activated and signals == 1 else signal.SIGTERM)
+        waits: list[asyncio.Future[Any]] = [*slots, *([self._roll] if self._roll is not None else [])]
+        _done, pending = await asyncio.wait(waits, timeout=self.config.timeout + HANDOVER_GRACE + 10.0)
         if pending:
             self._forward(signal.SIGKILL)
             await asyncio.wait(pending, timeout=5.0)
@@ -234,7 +293,7 @@ class Supervisor:
               f"processes on {', '.join(where)}", file=sys.stderr, flush=True)
 
     def _forward(self, sig: int) -> None:
-        for pid in list(self.pids.values()):
+        for pid in list(self.pids):
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
@@ -273,16 +332,22 @@ def supervise(config: Config) -> int:
     except ValueError as exc:  # TlsConfigError is a ValueError
         raise StartupError(str(exc)) from None
     config = dataclasses.replace(config, app_dir=Path(app_dir))
-    listeners = Listeners(config)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the roll's handler is installed: never die of it
+    from ppy.server import activation
+
+    passed = activation.take()
+    if passed:
+        print(f"ppy: serving sockets passed by systemd: {activation.describe(passed)}", file=sys.stderr, flush=True)
+    listeners = Listeners(config, passed)
     metrics_dir = None
     if not multiproc.enabled():
         metrics_dir = tempfile.mkdtemp(prefix="ppy-metrics-")
         os.environ[multiproc.ENV] = metrics_dir
     try:
-        return asyncio.run(Supervisor(config, listeners).run())
+        return asyncio.run(Supervisor(config, listeners, activated=bool(passed)).run())
     finally:
         listeners.close()
-        if config.uds:
+        if config.uds and "uds" not in passed:  # systemd owns the path of a socket it passed
             try:
                 os.unlink(config.uds)
             except OSError:
@@ -294,7 +359,7 @@ def supervise(config: Config) -> int:
 def child_main() -> int:
     """A ``--workers`` child: the ordinary server on the sockets the supervisor bound."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent decides
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a reload sent while starting: the files are read at start
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until serve() installs its handler: never die of it
     from ppy import logs
     from ppy.server.main import run
 
@@ -302,6 +367,7 @@ def child_main() -> int:
         config = config_from_json(os.environ.pop(ENV_CONFIG))
         index, ready_fd, lifeline_fd = (int(x) for x in os.environ.pop(ENV_LINK).split(","))
         spec = os.environ.pop(ENV_FDS)
+        expect = tuple(json.loads(os.environ.pop(ENV_EXPECT, "[]")))
     except (KeyError, ValueError):
         print("ppy.server.workers.supervisor is started by `ppy serve --workers N`, not by hand", file=sys.stderr)
         return 2
@@ -311,9 +377,13 @@ def child_main() -> int:
         sockets[kind] = [socket.socket(fileno=int(fd)) for fd in fds.split(",")]
     logs.setup(config.log_format, access_log=config.access_log)
     try:
-        return run(config, WorkerLink(index, ready_fd, lifeline_fd), sockets)
+        return run(config, WorkerLink(index, ready_fd, lifeline_fd, expect), sockets)
     except StartupError as exc:
         print(f"ppy serve (worker {index}): {exc}", file=sys.stderr)
+        try:
+            os.write(ready_fd, b"0" + str(exc).encode())  # the supervisor logs why (a SIGHUP roll stops)
+        except OSError:
+            pass
         return 1
 
 
