@@ -16,6 +16,9 @@ is its own small state machine, so a death costs exactly one call:
 * ``--max-jobs N`` retires a worker after N calls (±10% jitter, so a pool does
   not recycle all at once); a worker over the memory limit after a call is
   retired too;
+* each worker leads its own session and process group (``start_new_session``),
+  and a timeout, crash or recycle kills the whole group: a ``subprocess`` the
+  call started (``sleep 301``) dies with its worker instead of outliving it;
 * every retired or dead worker is replaced in the background; start-up
   failures back off exponentially (never a fork loop);
 * callers wait for a free worker in FIFO order (``asyncio.Queue``); the
@@ -115,6 +118,18 @@ def describe_exit(returncode: int | None, *, ours: bool = False) -> str:
     return f"exit code {returncode}"
 
 
+def kill_group(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL the worker's process group (it leads its own, so this is it and everything it started).
+
+    Also called after the worker itself has exited: the group outlives its leader while any member
+    lives, and the kernel does not reuse the leader's pid for another group before the group is gone.
+    """
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # the group is gone already
+        pass
+
+
 class _Deadline(Exception):
     pass
 
@@ -169,8 +184,7 @@ class IsolatedRunner:
             task.cancel()
         for worker in list(self.workers):
             worker.retired = True
-            if worker.proc.returncode is None:
-                worker.proc.kill()
+            kill_group(worker.proc)
 
     async def aclose(self) -> None:
         procs = [w.proc for w in self.workers]
@@ -293,20 +307,18 @@ class IsolatedRunner:
     async def _spawn(self) -> Worker:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "ppy.run.worker", str(self.app_dir),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, start_new_session=True)
         limit = self.max_jobs + round(self.max_jobs * random.uniform(-0.1, 0.1)) if self.max_jobs else 0
         worker = Worker(proc, self.generation, max(limit, 1) if self.max_jobs else 0)
         try:
             hello = msgspec.json.decode(await asyncio.wait_for(worker.recv(), START_TIMEOUT))
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError, msgspec.DecodeError):
-            if proc.returncode is None:
-                proc.kill()
+            kill_group(proc)
             code = await proc.wait()
             raise WorkerStartError(f"worker pid {proc.pid} ended before it was ready ({describe_exit(code)})") \
                 from None
         except BaseException:
-            if proc.returncode is None:
-                proc.kill()
+            kill_group(proc)
             raise
         if hello.get("failed"):
             log.debug("isolate: worker %d could not import %s", proc.pid, ", ".join(hello["failed"]))
@@ -322,6 +334,7 @@ class IsolatedRunner:
     async def _watch(self, worker: Worker) -> None:
         """Notice a worker that dies while idle (OOM killer, kill -9) and replace it."""
         code = await worker.proc.wait()
+        kill_group(worker.proc)  # what it started goes with it
         if not worker.busy and not worker.retired:
             self._failures += 1  # dying without a call to blame counts towards the back-off
             self._retire(worker, f"died while idle ({describe_exit(code)})")
@@ -356,12 +369,11 @@ class IsolatedRunner:
         worker.retired = True
         self.workers.discard(worker)
         proc = worker.proc
-        if proc.returncode is None:
-            if kill:
-                proc.kill()
-            elif proc.stdin is not None:
-                proc.stdin.close()  # EOF: the worker exits on its own
-                self._track(self._reap(proc))
+        if kill or proc.returncode is not None:
+            kill_group(proc)
+        elif proc.stdin is not None:
+            proc.stdin.close()  # EOF: the worker exits on its own
+            self._track(self._reap(proc))
         if not self._closing:
             self._track(self._replace(worker.pid, reason, time.monotonic()))
 
@@ -369,8 +381,9 @@ class IsolatedRunner:
         try:
             await asyncio.wait_for(proc.wait(), REAP_GRACE)
         except TimeoutError:
-            proc.kill()
-            await proc.wait()
+            pass
+        kill_group(proc)  # the worker itself, if it did not exit, and whatever it left running
+        await proc.wait()
 
     async def _replace(self, old_pid: int, reason: str, since: float) -> None:
         while not self._closing:

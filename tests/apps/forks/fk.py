@@ -1,0 +1,31 @@
+"""Functions that fork or start processes, for the fork-safety and --isolate process-group tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+
+def start_sleep(pid_file: str, hold_s: float = 60.0) -> int:
+    """Start ``sleep 301`` as a subprocess, write its pid, then hold the call for ``hold_s``."""
+    child = subprocess.Popen(["sleep", "301"])
+    Path(pid_file).write_text(str(child.pid))
+    time.sleep(hold_s)
+    return child.pid
+
+
+def fork_and_return(tag: str, child_s: float = 0.0, pid_file: str = "") -> str:
+    """Fork; the child sleeps ``child_s`` and then *returns* like the parent (as careless code does)."""
+    pid = os.fork()
+    if pid == 0:
+        if pid_file:
+            Path(pid_file).write_text(str(os.getpid()))
+        time.sleep(child_s)
+        return f"child of {tag}"
+    return f"parent of {tag}"
+
+
+def pid() -> int:
+    return os.getpid()
