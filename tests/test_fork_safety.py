@@ -70,3 +70,50 @@ def test_isolate_recycle_kills_the_processes_a_finished_call_left_running(tmp_pa
         finally:
             if alive(sleep_pid):
                 os.kill(sleep_pid, signal.SIGKILL)
+
+
+def test_isolate_a_forking_function_never_shifts_replies_between_callers(tmp_path: Path) -> None:
+    with Server(APP, "--isolate", "--pool-size", "2", "--timeout", "10") as server:
+
+        async def scenario() -> list[tuple[str, object]]:
+            async with ppy.AsyncClient(server.url) as client:
+                calls = []
+                for i in range(40):
+                    if i % 4 == 0:
+                        calls.append((f"parent of f{i}", client.call("fk.fork_and_return", f"f{i}", 0.05)))
+                    else:
+                        calls.append((f"parent of p{i}", client.call("fk.fork_and_return", f"p{i}")))
+                results = await asyncio.gather(*(c for _, c in calls), return_exceptions=True)
+                return [(want, got) for (want, _), got in zip(calls, results, strict=True)]
+
+        for want, got in asyncio.run(scenario()):
+            assert got == want  # never "child of ...", never another caller's reply
+        with ppy.Client(server.url) as client:
+            assert [client.call("fk.fork_and_return", f"s{i}") for i in range(5)] == \
+                [f"parent of s{i}" for i in range(5)]
+
+
+@pytest.mark.parametrize("method", ["fk.fork_and_return", "fk.afork_and_return"])
+def test_forked_child_keeps_no_server_socket_and_answers_nothing(tmp_path: Path, method: str) -> None:
+    pid_file = tmp_path / "child.pid"
+    server = Server(APP, "--timeout", "5")
+    port = server.port
+    child = 0
+    try:
+        with ppy.Client(server.url, timeout=10) as client:
+            args = ("t", 30.0, str(pid_file)) if method == "fk.fork_and_return" else ("t",)
+            assert client.call(method, *args) == "parent of t"
+            assert client.call("fk.pid") == server.proc.pid
+        if method == "fk.fork_and_return":
+            child = read_pid(pid_file)
+            assert alive(child)
+        assert server.stop() == 0
+        with socket.socket() as probe:  # the port is free at once although the child still lives
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(("127.0.0.1", port))
+            probe.listen()
+        if child:
+            assert alive(child)
+    finally:
+        if child and alive(child):
+            os.kill(child, signal.SIGKILL)

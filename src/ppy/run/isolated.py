@@ -47,7 +47,7 @@ import msgspec
 
 from ppy.app.function import Function
 from ppy.errors import ERROR_BY_CODE, ApplicationError, CallTimeout, InternalError, PpyError, WorkerCrashed
-from ppy.run.worker import ERROR, HEADER, RESULT, encode_call
+from ppy.run.worker import ERROR, HEADER, REPLY_TAG, RESULT, encode_call
 
 log = logging.getLogger("ppy.isolate")
 
@@ -156,6 +156,7 @@ class IsolatedRunner:
         self.recycled = 0
         self._failures = 0  # consecutive start failures or idle deaths: drives the back-off
         self._closing = False
+        self._next_id = 0  # request ids: a reply must carry its request's id and its worker's pid
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -209,8 +210,10 @@ class IsolatedRunner:
     # -- one call -------------------------------------------------------------------------
 
     async def run(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float) -> Any:
+        self._next_id += 1
+        request_id = self._next_id
         try:
-            payload = encode_call(fn.method, args, kwargs)
+            payload = encode_call(fn.method, args, kwargs, request_id)
         except (TypeError, ValueError, OverflowError) as exc:
             raise InternalError(f"cannot send the parameters of {fn.method} to an isolated worker ({exc}); "
                                 "use JSON-compatible parameter types") from None
@@ -219,7 +222,7 @@ class IsolatedRunner:
         worker = await self._acquire(fn, deadline, timeout)
         worker.busy = True
         try:
-            body = await self._exchange(worker, payload, deadline)
+            body = await self._exchange(worker, payload, deadline, request_id)
         except _Deadline:
             self.timeouts += 1
             code = await self._kill(worker, f"{fn.method} ran past its {timeout:g} s deadline")
@@ -265,10 +268,10 @@ class IsolatedRunner:
             raise CallTimeout(f"{fn.method} waited {timeout:g} s for a free worker (all {self.size} busy); "
                               "raise --pool-size or --timeout", {"timeout": timeout}) from None
 
-    async def _exchange(self, worker: Worker, payload: bytes, deadline: float) -> bytes:
+    async def _exchange(self, worker: Worker, payload: bytes, deadline: float, request_id: int) -> bytes:
         loop = asyncio.get_running_loop()
         await worker.send(payload)
-        reply = loop.create_task(worker.recv())
+        reply = loop.create_task(self._reply(worker, request_id))
         try:
             while True:
                 remaining = deadline - loop.time()
@@ -284,6 +287,20 @@ class IsolatedRunner:
         finally:
             if not reply.done():
                 reply.cancel()
+
+    @staticmethod
+    async def _reply(worker: Worker, request_id: int) -> bytes:
+        """The reply to ``request_id`` written by the worker itself (kind byte + body); any other is dropped
+        (a process forked by a function could otherwise answer someone else's call)."""
+        while True:
+            body = await worker.recv()
+            if len(body) < 1 + REPLY_TAG.size:
+                raise InternalError("a truncated reply from the isolated worker; please report it")
+            rid, pid = REPLY_TAG.unpack_from(body, 1)
+            if rid == request_id and pid == worker.pid:
+                return body[:1] + body[1 + REPLY_TAG.size:]
+            log.warning("isolate: dropped a reply for request %d from pid %d on worker %d's channel "
+                        "(expected request %d from pid %d)", rid, pid, worker.pid, request_id, worker.pid)
 
     def _result(self, fn: Function, body: bytes) -> Any:
         kind, data = body[:1], body[1:]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import time
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ from typing import Any
 from ppy.app.dispatch import application_error
 from ppy.app.function import Function
 from ppy.errors import CallTimeout, PpyError
+from ppy.run.forksafe import state as _fork
 from ppy.run.lane import Expired, SyncLane
 
 log = logging.getLogger("ppy.call")
@@ -59,8 +61,15 @@ class ThreadRunner:
                     waiting = coro.send(None)
                 except StopIteration as done:
                     return done.value
+                finally:
+                    if _fork.child:  # forked on the loop thread: the child must not run the server's loop
+                        os._exit(0)
                 async with asyncio.timeout(timeout) as deadline:
-                    return await _Rest(coro, waiting)
+                    try:
+                        return await _Rest(coro, waiting)
+                    finally:
+                        if _fork.child:
+                            os._exit(0)
             cpu_bound = fn.cpu_bound
             if cpu_bound is None:  # never measured: this call runs at once and tells; calls of the
                 fn.cpu_bound = True  # same function arriving before it returns wait for a CPU slot
@@ -148,6 +157,8 @@ def _timed_call(fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
             return fn.fn(*args, **kwargs)
         finally:
             fn.fast = time.perf_counter() - start < FAST_S
+            if _fork.child:  # a child forked by the function returned here too (ppy.run.forksafe)
+                os._exit(0)
     cpu = time.thread_time()
     try:
         return fn.fn(*args, **kwargs)
@@ -155,6 +166,8 @@ def _timed_call(fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         wall = time.perf_counter() - start
         fn.fast = wall < FAST_S
         fn.cpu_bound = time.thread_time() - cpu >= CPU_SHARE * wall
+        if _fork.child:
+            os._exit(0)
 
 
 class _Rest:

@@ -12,10 +12,16 @@ Frames (both directions): a 4-byte big-endian length, then that many bytes.
 direction    payload
 ===========  =====================================================================
 worker →     ``{"ready": pid, "failed": {entry: why}}`` once the app is imported
-parent →     ``{"m": method, "a": [args], "k": {kwargs}}``: JSON only, never pickle
-worker →     ``R`` + the result encoded as JSON (ppy's encoder, so the same types work)
-worker →     ``E`` + ``{"code", "message", "data", "traceback"}`` when the call failed
+parent →     ``{"i": id, "m": method, "a": [args], "k": {kwargs}}``: JSON only, never pickle
+worker →     ``R`` + id and pid (``REPLY_TAG``) + the result as JSON (ppy's encoder, so the same types work)
+worker →     ``E`` + id and pid + ``{"code", "message", "data", "traceback"}`` when the call failed
 ===========  =====================================================================
+
+A reply carries the id of its request and the pid that wrote it; the parent
+drops any other (see :mod:`ppy.run.forksafe`).  A process forked inside a
+function cannot write one anyway: in the child, the channel's descriptors are
+pointed at ``/dev/null`` at fork time, and a child that returns into this loop
+ends with ``os._exit(0)``.
 
 The parent already bound and converted the parameters, so invalid params
 never reach a worker; the worker binds the JSON form again with
@@ -38,6 +44,7 @@ from typing import Any, BinaryIO
 import msgspec
 
 HEADER = struct.Struct(">I")
+REPLY_TAG = struct.Struct(">QI")  # request id, pid of the worker that ran it
 MAX_FRAME = 0xFFFF_FFFF
 RESULT = b"R"
 ERROR = b"E"
@@ -51,9 +58,9 @@ def frame(payload: bytes) -> bytes:
     return HEADER.pack(len(payload)) + payload
 
 
-def encode_call(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+def encode_call(method: str, args: tuple[Any, ...], kwargs: dict[str, Any], request_id: int = 0) -> bytes:
     """The parent's request; raises TypeError/ValueError when a value has no JSON form."""
-    return frame(_encoder.encode({"m": method, "a": list(args), "k": kwargs}))
+    return frame(_encoder.encode({"i": request_id, "m": method, "a": list(args), "k": kwargs}))
 
 
 def _read_exactly(stream: BinaryIO, n: int) -> bytes | None:
@@ -131,6 +138,17 @@ def main(argv: list[str]) -> int:
     # The server already logged the app's import errors once; a copy per worker is noise.
     logging.getLogger("ppy").addHandler(logging.NullHandler())
     logging.getLogger("ppy").propagate = False
+    pid = os.getpid()
+
+    def poison_channel() -> None:  # in a child forked by user code: the channel is not its to use
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, chan_in.fileno())
+        os.dup2(null, chan_out.fileno())
+        os.close(null)
+
+    from ppy.run import forksafe
+
+    forksafe.install(poison_channel)
     worker = WorkerLoop(Path(argv[0]))
     chan_out.write(frame(_encoder.encode({"ready": os.getpid(), "failed": worker.registry.failed})))
     chan_out.flush()
@@ -138,7 +156,10 @@ def main(argv: list[str]) -> int:
         request = _recv(chan_in)
         if request is None:
             return 0
-        chan_out.write(frame(worker.handle(request)))
+        reply = worker.handle(request)
+        forksafe.exit_if_child()  # a child forked by the function returned here too: it ends now
+        tag = REPLY_TAG.pack(request.get("i", 0) if isinstance(request, dict) else 0, pid)
+        chan_out.write(frame(reply[:1] + tag + reply[1:]))
         chan_out.flush()
 
 

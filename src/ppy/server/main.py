@@ -26,6 +26,7 @@ from ppy import __version__
 from ppy.app.dispatch import Dispatcher
 from ppy.app.registry import Registry
 from ppy.config import Config
+from ppy.run import forksafe
 from ppy.run.isolated import IsolatedRunner
 from ppy.run.threads import ThreadRunner
 from ppy.server.state import ServerState
@@ -344,6 +345,7 @@ def run(config: Config, link: WorkerLink | None = None,
         sockets: dict[str, list[socket.socket]] | None = None) -> int:
     """Blocking entry point: uvloop when available, plain asyncio otherwise."""
     tune_gc()
+    forksafe.install()  # a child forked by a function closes the server's sockets (ppy.run.forksafe)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency, but keep working without it

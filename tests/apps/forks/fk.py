@@ -29,3 +29,9 @@ def fork_and_return(tag: str, child_s: float = 0.0, pid_file: str = "") -> str:
 
 def pid() -> int:
     return os.getpid()
+
+
+async def afork_and_return(tag: str) -> str:
+    """Fork on the event loop thread; the child returns like the parent."""
+    pid = os.fork()
+    return f"{'child' if pid == 0 else 'parent'} of {tag}"
