@@ -29,6 +29,7 @@ from ppy.config import Config
 from ppy.run import forksafe
 from ppy.run.isolated import IsolatedRunner
 from ppy.run.threads import ThreadRunner
+from ppy.server.limits import fit_open_files
 from ppy.server.state import ServerState
 from ppy.server.tcp.connection import Connection
 
@@ -192,6 +193,7 @@ async def serve(config: Config, link: WorkerLink | None = None,
     ``link`` and ``sockets`` are given in a ``--workers`` child: listeners come bound from the
     supervisor, readiness is reported to it, and Ctrl-C is left to it (it forwards SIGTERM).
     """
+    config = fit_open_files(config)  # raises the soft open-files limit; may lower --max-connections
     check_safety(config)
     if config.reload:
         from ppy.server.workers import reload
