@@ -1,10 +1,25 @@
-"""Logging set-up: ``--log-format text`` for people, ``json`` (one object a line) for collectors."""
+"""Logging set-up: ``--log-format text`` for people, ``json`` (one object a line) for collectors.
+
+Two guards sit on ppy's handler, because clients choose much of what gets logged:
+
+* Control characters are escaped (an ESC byte is written ``\\x1b``): text from a client (a method name, an
+  entry, a peer's bytes) can neither forge a log line nor drive a terminal.  In the text format a
+  record's continuation lines (tracebacks) are indented, so a newline in a message can never look
+  like the start of a record; an access-log line (``--access-log``) keeps no newline at all.  The
+  json format escapes every newline anyway.
+* :class:`RateLimit`: warnings and errors from one call site with the same subject are let through
+  ``BURST`` times per ``WINDOW_S``; the rest are counted and reported as one "N more suppressed"
+  line when the next one passes.  Failing calls in a tight loop then cost kilobytes of log a
+  second, not tens of megabytes.  Any ``ppy.*`` logger gets this by logging at WARNING or above.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+import threading
 import time
 
 _EXTRA = ("method", "dialect", "code", "ms")
@@ -16,7 +31,7 @@ class JsonFormatter(logging.Formatter):
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": escape(record.getMessage(), newlines=False),  # json.dumps escapes the newlines
         }
         for key in _EXTRA:
             if key in record.__dict__:
@@ -26,12 +41,86 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False)
 
 
+#: C0 controls but tab and newline, DEL, C1 controls, and the Unicode line/paragraph separators.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_OR_NEWLINE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape(text: str, *, newlines: bool = True) -> str:
+    """``text`` with control characters written as ``\\xNN`` (newlines too unless ``newlines=False``),
+    for putting client-chosen text into a log message."""
+    return (_CONTROL_OR_NEWLINE if newlines else _CONTROL).sub(_escape_one, text)
+
+
+class TextFormatter(logging.Formatter):
+    """The text format, with control characters escaped and continuation lines indented."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = escape(super().format(record), newlines=record.name == "ppy.access")
+        return out.replace("\n", "\n    ")
+
+
+class RateLimit(logging.Filter):
+    """Let ``BURST`` warnings/errors per call site and subject (the first argument) through each ``WINDOW_S``;
+    count the rest and report them with the next line that passes.  INFO and below are never limited."""
+
+    BURST = 10
+    WINDOW_S = 5.0
+    MAX_KEYS = 1024  # subjects tracked at once; past it a call site counts as one subject
+
+    def __init__(self, handler: logging.Handler) -> None:
+        super().__init__()
+        self.handler = handler
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[object, ...], list[float]] = {}  # key -> [window start, passed, suppressed]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or getattr(record, "ppy_summary", False):
+            return True
+        site: tuple[object, ...] = (record.name, record.levelno, record.pathname, record.lineno)
+        args = record.args
+        subject = str(args[0])[:200] if isinstance(args, tuple) and args else ""
+        now = time.monotonic()
+        with self._lock:
+            key = (*site, subject) if len(self._seen) < self.MAX_KEYS else site
+            entry = self._seen.get(key)
+            if entry is None or now - entry[0] >= self.WINDOW_S:
+                suppressed = int(entry[2]) if entry is not None else 0
+                if len(self._seen) >= self.MAX_KEYS:  # forget the subjects of finished windows
+                    self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.WINDOW_S}
+                self._seen[key] = [now, 1, 0]
+            elif entry[1] < self.BURST:
+                entry[1] += 1
+                if entry[1] == self.BURST:
+                    record.msg = f"{record.msg} [further lines like this suppressed for up to {self.WINDOW_S:g} s]"
+                return True
+            else:
+                entry[2] += 1
+                return False
+        if suppressed:
+            self._summary(record, suppressed)
+        return True
+
+    def _summary(self, record: logging.LogRecord, suppressed: int) -> None:
+        summary = logging.makeLogRecord({
+            "name": record.name, "levelno": record.levelno, "levelname": record.levelname,
+            "msg": "%d more suppressed like the next line (at most %d such lines every %g s)",
+            "args": (suppressed, self.BURST, self.WINDOW_S), "ppy_summary": True})
+        self.handler.handle(summary)
+
+
 def setup(log_format: str, *, access_log: bool = True, level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RateLimit(handler))
     root = logging.getLogger("ppy")
     root.handlers[:] = [handler]
     root.setLevel(level)
