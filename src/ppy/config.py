@@ -59,6 +59,8 @@ class Config:
     pool_size: int = _opt(os.cpu_count() or 1, "worker processes with --isolate")
     max_jobs: int = _opt(0, "with --isolate: recycle a worker after this many calls (0: never)")
     max_worker_memory: int = _opt(0, "with --isolate: recycle a worker past this RSS in MB (0: no limit)")
+    import_timeout: float = _opt(30.0, "seconds an app module may take to import; past it that entry is "
+                                 "marked failed and the rest serves")
 
     @property
     def token(self) -> str | None:
@@ -146,7 +148,7 @@ def validate(config: Config) -> None:
         value = getattr(config, name)
         if value < (0 if name == "port" else 1):
             raise ValueError(f"{flag_name(name)} must be a positive number, got {value}")
-    for name in ("timeout", "idle_timeout", "request_timeout"):
+    for name in ("timeout", "idle_timeout", "request_timeout", "import_timeout"):
         if getattr(config, name) <= 0:
             raise ValueError(f"{flag_name(name)} must be more than 0 seconds, got {getattr(config, name)}")
     for name in ("port", "http_port"):

@@ -10,6 +10,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+#: A module that hangs at import is listed as failed after this many seconds (``serve --import-timeout``).
+IMPORT_TIMEOUT = 30.0
+
 
 def print_doc(doc: dict[str, Any]) -> int:
     table = Table(title=doc.get("info", {}).get("title", "ppy"), show_lines=False)
@@ -39,4 +42,4 @@ def print_local(app_dir: Path | None) -> int:
     # Import errors are listed under the table; the loader's tracebacks would only bury it.
     logging.getLogger("ppy.app").addHandler(logging.NullHandler())
     logging.getLogger("ppy.app").propagate = False
-    return print_doc(document(Registry.build(Path(folder)), __version__))
+    return print_doc(document(Registry.build(Path(folder), IMPORT_TIMEOUT), __version__))

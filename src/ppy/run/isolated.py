@@ -140,12 +140,13 @@ class _OverMemory(Exception):
 
 class IsolatedRunner:
     def __init__(self, app_dir: Path, *, size: int, max_jobs: int = 0, max_memory_mb: int = 0,
-                 debug: bool = False) -> None:
+                 debug: bool = False, import_timeout: float | None = None) -> None:
         self.app_dir = Path(app_dir)
         self.size = size
         self.max_jobs = max_jobs
         self.max_memory_mb = max_memory_mb
         self.debug = debug
+        self.import_timeout = import_timeout
         self.generation = 0
         self.workers: set[Worker] = set()
         self.idle: asyncio.Queue[Worker] = asyncio.Queue()
@@ -324,6 +325,7 @@ class IsolatedRunner:
     async def _spawn(self) -> Worker:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "ppy.run.worker", str(self.app_dir),
+            *([] if self.import_timeout is None else [str(self.import_timeout)]),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, start_new_session=True)
         limit = self.max_jobs + round(self.max_jobs * random.uniform(-0.1, 0.1)) if self.max_jobs else 0
         worker = Worker(proc, self.generation, max(limit, 1) if self.max_jobs else 0)

@@ -96,10 +96,10 @@ def _error(exc: BaseException) -> bytes:
 class WorkerLoop:
     """Runs calls against this process's own registry (its own import of the app)."""
 
-    def __init__(self, app_dir: Path) -> None:
+    def __init__(self, app_dir: Path, import_timeout: float | None = None) -> None:
         from ppy.app.registry import Registry
 
-        self.registry = Registry.build(app_dir)
+        self.registry = Registry.build(app_dir, import_timeout)
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def handle(self, request: Any) -> bytes:
@@ -123,8 +123,9 @@ class WorkerLoop:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m ppy.run.worker APP_DIR (started by ppy serve --isolate)", file=sys.stderr)
+    if len(argv) not in (1, 2):
+        print("usage: python -m ppy.run.worker APP_DIR [IMPORT_TIMEOUT] (started by ppy serve --isolate)",
+              file=sys.stderr)
         return 2
     # Keep the channel private before any user code runs.
     chan_in = os.fdopen(os.dup(0), "rb")  # buffered: read(n) returns n bytes or EOF, never a part
@@ -149,7 +150,7 @@ def main(argv: list[str]) -> int:
     from ppy.run import forksafe
 
     forksafe.install(poison_channel)
-    worker = WorkerLoop(Path(argv[0]))
+    worker = WorkerLoop(Path(argv[0]), float(argv[1]) if len(argv) > 1 else None)
     chan_out.write(frame(_encoder.encode({"ready": os.getpid(), "failed": worker.registry.failed})))
     chan_out.flush()
     while True:

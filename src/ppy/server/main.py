@@ -95,11 +95,12 @@ def build_state(config: Config) -> ServerState:
     except ValueError as exc:
         raise StartupError(str(exc)) from None
     del token
-    registry = Registry.build(Path(app_dir))
+    registry = Registry.build(Path(app_dir), config.import_timeout)
     runner: ThreadRunner | IsolatedRunner
     if config.isolate:
         runner = IsolatedRunner(Path(app_dir), size=config.pool_size, max_jobs=config.max_jobs,
-                                max_memory_mb=config.max_worker_memory, debug=config.debug)
+                                max_memory_mb=config.max_worker_memory, debug=config.debug,
+                                import_timeout=config.import_timeout)
     else:
         runner = ThreadRunner(config.threads, debug=config.debug)
     dispatcher = Dispatcher(config, registry, runner, __version__)
