@@ -4,9 +4,9 @@ Two guards sit on ppy's handler, because clients choose much of what gets logged
 
 * Control characters are escaped (an ESC byte is written ``\\x1b``): text from a client (a method name, an
   entry, a peer's bytes) can neither forge a log line nor drive a terminal.  In the text format a
-  record's continuation lines (tracebacks) are indented, so a newline in a message can never look
-  like the start of a record; an access-log line (``--access-log``) keeps no newline at all.  The
-  json format escapes every newline anyway.
+  newline inside a log call's argument is escaped too (only the server's own formatted tracebacks keep
+  theirs); an access-log line (``--access-log``) keeps no newline at all.  The json format escapes every
+  newline anyway.
 * :class:`RateLimit`: warnings and errors from one call site with the same subject are let through
   ``BURST`` times per ``WINDOW_S``; the rest are counted and reported as one "N more suppressed"
   line when the next one passes.  Failing calls in a tight loop then cost kilobytes of log a
@@ -57,12 +57,31 @@ def escape(text: str, *, newlines: bool = True) -> str:
     return (_CONTROL_OR_NEWLINE if newlines else _CONTROL).sub(_escape_one, text)
 
 
+#: How the server's own formatted tracebacks begin: the only argument text whose newlines are kept.
+_TRACEBACK_STARTS = ("Traceback (most recent call last):\n", "  + Exception Group Traceback (most recent call last):\n",
+                     "traceback from the isolated worker:\n")
+
+
+def _safe_arg(arg: object) -> object:
+    if isinstance(arg, str):
+        return escape(arg, newlines=not arg.startswith(_TRACEBACK_STARTS))
+    return arg
+
+
 class TextFormatter(logging.Formatter):
-    """The text format, with control characters escaped and continuation lines indented."""
+    """The text format, safe for client-chosen text: newlines inside an argument (a method name, a peer's
+    bytes) are escaped, so one record is one line plus its traceback; other control characters are escaped
+    everywhere; an access-log line keeps no newline at all."""
 
     def format(self, record: logging.LogRecord) -> str:
-        out = escape(super().format(record), newlines=record.name == "ppy.access")
-        return out.replace("\n", "\n    ")
+        args = record.args
+        if isinstance(args, tuple) and args:
+            record = logging.makeLogRecord(record.__dict__)  # the caller's record stays as it was
+            record.args = tuple(_safe_arg(a) for a in args)
+        elif isinstance(args, dict) and args:
+            record = logging.makeLogRecord(record.__dict__)
+            record.args = {k: _safe_arg(v) for k, v in args.items()}
+        return escape(super().format(record), newlines=record.name == "ppy.access")
 
 
 class RateLimit(logging.Filter):
