@@ -66,3 +66,31 @@ def test_failing_calls_in_a_tight_loop_write_a_bounded_log() -> None:
         assert re.search(r"\b990 more suppressed like the next line", server.output()), server.output()[-2000:]
         with server.connect() as sock:
             assert _lines_call(sock, "h.hello", [])[0]["result"] == "hello, world."
+
+
+def test_rate_limit_caps_each_subject_and_each_call_site() -> None:
+    import io
+    import logging
+
+    from ppy.logs import RateLimit, TextFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TextFormatter("%(message)s"))
+    handler.addFilter(RateLimit(handler))
+    log = logging.getLogger("ppy.test-rate-limit")
+    log.addHandler(handler)
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    try:
+        for _ in range(30):
+            log.warning("wrong token from %s", "10.0.0.1")  # one subject: BURST lines
+        for i in range(200):
+            log.warning("closed %s", f"peer {i}", extra={"ppy_key": f"host{i}"})  # many subjects: SITE_BURST
+        log.info("info %s", "x\ny")  # never limited; the newline in the argument is escaped
+    finally:
+        log.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert sum("wrong token" in x for x in lines) == RateLimit.BURST
+    assert sum(x.startswith("closed") for x in lines) == RateLimit.SITE_BURST
+    assert lines[-1] == "info x\\x0ay"

@@ -8,9 +8,10 @@ Two guards sit on ppy's handler, because clients choose much of what gets logged
   theirs); an access-log line (``--access-log``) keeps no newline at all.  The json format escapes every
   newline anyway.
 * :class:`RateLimit`: warnings and errors from one call site with the same subject are let through
-  ``BURST`` times per ``WINDOW_S``; the rest are counted and reported as one "N more suppressed"
-  line when the next one passes.  Failing calls in a tight loop then cost kilobytes of log a
-  second, not tens of megabytes.  Any ``ppy.*`` logger gets this by logging at WARNING or above.
+  ``BURST`` times per ``WINDOW_S`` (``SITE_BURST`` whatever the subject); the rest are counted and
+  reported as one "N more suppressed" line when the next one passes.  Failing calls in a tight loop
+  then cost kilobytes of log a second, not tens of megabytes.  Any ``ppy.*`` logger gets this by
+  logging at WARNING or above.
 """
 
 from __future__ import annotations
@@ -85,12 +86,20 @@ class TextFormatter(logging.Formatter):
 
 
 class RateLimit(logging.Filter):
-    """Let ``BURST`` warnings/errors per call site and subject (the first argument) through each ``WINDOW_S``;
-    count the rest and report them with the next line that passes.  INFO and below are never limited."""
+    """Rate-limit warnings and errors (INFO and below are never limited), per call site and per subject.
+
+    A record passes while its call site (logger, level, file, line) has passed fewer than ``SITE_BURST``
+    and its subject fewer than ``BURST`` records in the current ``WINDOW_S``.  The subject is the
+    record's ``ppy_key`` attribute (``log.warning(..., extra={"ppy_key": peer_host})``) if it has one,
+    else its first argument (a method name, a peer).  The last record of a burst says that more are
+    being suppressed; the first one after the window is preceded by "N more suppressed like the next
+    line".  Installed on ppy's handler by :func:`setup`, so every ``ppy.*`` logger has it.
+    """
 
     BURST = 10
+    SITE_BURST = 50
     WINDOW_S = 5.0
-    MAX_KEYS = 1024  # subjects tracked at once; past it a call site counts as one subject
+    MAX_KEYS = 1024  # subjects tracked at once; past it a record is limited by its call site alone
 
     def __init__(self, handler: logging.Handler) -> None:
         super().__init__()
@@ -102,34 +111,46 @@ class RateLimit(logging.Filter):
         if record.levelno < logging.WARNING or getattr(record, "ppy_summary", False):
             return True
         site: tuple[object, ...] = (record.name, record.levelno, record.pathname, record.lineno)
-        args = record.args
-        subject = str(args[0])[:200] if isinstance(args, tuple) and args else ""
+        subject = getattr(record, "ppy_key", None)
+        if subject is None:
+            args = record.args
+            subject = str(args[0])[:200] if isinstance(args, tuple) and args else ""
         now = time.monotonic()
         with self._lock:
-            key = (*site, subject) if len(self._seen) < self.MAX_KEYS else site
-            entry = self._seen.get(key)
-            if entry is None or now - entry[0] >= self.WINDOW_S:
-                suppressed = int(entry[2]) if entry is not None else 0
-                if len(self._seen) >= self.MAX_KEYS:  # forget the subjects of finished windows
-                    self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.WINDOW_S}
-                self._seen[key] = [now, 1, 0]
-            elif entry[1] < self.BURST:
-                entry[1] += 1
-                if entry[1] == self.BURST:
-                    record.msg = f"{record.msg} [further lines like this suppressed for up to {self.WINDOW_S:g} s]"
-                return True
-            else:
-                entry[2] += 1
+            if len(self._seen) >= self.MAX_KEYS:  # forget what finished its window with nothing to report
+                self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.WINDOW_S or v[2]}
+            ok, suppressed, last = self._take((*site, None), self.SITE_BURST, now)
+            if not ok:
                 return False
+            if len(self._seen) < self.MAX_KEYS or (*site, subject) in self._seen:
+                ok, more, last_of_subject = self._take((*site, subject), self.BURST, now)
+                if not ok:
+                    return False
+                suppressed += more
+                last = last or last_of_subject
+        if last:
+            record.msg = f"{record.msg} [further lines like this suppressed for up to {self.WINDOW_S:g} s]"
         if suppressed:
             self._summary(record, suppressed)
         return True
+
+    def _take(self, key: tuple[object, ...], burst: int, now: float) -> tuple[bool, int, bool]:
+        """Count one record under ``key``: (it passes, suppressed count to report now, it ends a burst)."""
+        entry = self._seen.get(key)
+        if entry is None or now - entry[0] >= self.WINDOW_S:
+            self._seen[key] = [now, 1, 0]
+            return True, int(entry[2]) if entry is not None else 0, burst == 1
+        if entry[1] < burst:
+            entry[1] += 1
+            return True, 0, entry[1] == burst
+        entry[2] += 1
+        return False, 0, False
 
     def _summary(self, record: logging.LogRecord, suppressed: int) -> None:
         summary = logging.makeLogRecord({
             "name": record.name, "levelno": record.levelno, "levelname": record.levelname,
             "msg": "%d more suppressed like the next line (at most %d such lines every %g s)",
-            "args": (suppressed, self.BURST, self.WINDOW_S), "ppy_summary": True})
+            "args": (suppressed, self.BURST, self.WINDOW_S), "ppy_summary": True, "created": record.created})
         self.handler.handle(summary)
 
 
