@@ -93,7 +93,7 @@ def test_isolate_a_forking_function_never_shifts_replies_between_callers(tmp_pat
                 [f"parent of s{i}" for i in range(5)]
 
 
-@pytest.mark.parametrize("method", ["fk.fork_and_return", "fk.afork_and_return"])
+@pytest.mark.parametrize("method", ["fk.fork_and_return", "fk.afork_and_return", "fk.afork_after_await"])
 def test_forked_child_keeps_no_server_socket_and_answers_nothing(tmp_path: Path, method: str) -> None:
     pid_file = tmp_path / "child.pid"
     server = Server(APP, "--timeout", "5")

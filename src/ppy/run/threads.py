@@ -278,3 +278,5 @@ class _Rest:
                     waiting = coro.send(sent)
                 except StopIteration as done:
                     return done.value
+            if _fork.child:  # the step forked: the child must never run the server's event loop
+                os._exit(0)

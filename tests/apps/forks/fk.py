@@ -35,3 +35,15 @@ async def afork_and_return(tag: str) -> str:
     """Fork on the event loop thread; the child returns like the parent."""
     pid = os.fork()
     return f"{'child' if pid == 0 else 'parent'} of {tag}"
+
+
+async def afork_after_await(tag: str) -> str:
+    """Fork in a later step of the coroutine; the child awaits again (it would run the server's loop)."""
+    import asyncio
+
+    await asyncio.sleep(0.01)
+    pid = os.fork()
+    if pid == 0:
+        await asyncio.sleep(0.05)
+        return f"child of {tag}"
+    return f"parent of {tag}"
