@@ -16,9 +16,8 @@ is its own small state machine, so a death costs exactly one call:
 * ``--max-jobs N`` retires a worker after N calls (±10% jitter, so a pool does
   not recycle all at once); a worker over the memory limit after a call is
   retired too;
-* each worker leads its own session and process group (``start_new_session``),
-  and a timeout, crash or recycle kills the whole group: a ``subprocess`` the
-  call started (``sleep 301``) dies with its worker instead of outliving it;
+* each worker leads its own process group (``start_new_session``); a timeout, crash
+  or recycle kills the whole group, so a ``subprocess`` a call started dies with it;
 * every retired or dead worker is replaced in the background; start-up
   failures back off exponentially (never a fork loop);
 * callers wait for a free worker in FIFO order (``asyncio.Queue``); the
@@ -34,7 +33,6 @@ import asyncio
 import logging
 import os
 import random
-import signal
 import sys
 import time
 from collections import deque
@@ -47,7 +45,8 @@ import msgspec
 
 from ppy.app.function import Function
 from ppy.errors import ERROR_BY_CODE, ApplicationError, CallTimeout, InternalError, PpyError, WorkerCrashed
-from ppy.run.worker import ERROR, HEADER, REPLY_TAG, RESULT, encode_call
+from ppy.run.procs import describe_exit, kill_group
+from ppy.run.worker import ERROR, HEADER, RESULT, encode_call, split_reply
 
 log = logging.getLogger("ppy.isolate")
 
@@ -101,33 +100,6 @@ class Worker:
                 return int(f.read().split()[1]) * _PAGE / (1024 * 1024)
         except (OSError, IndexError, ValueError):
             return None  # not Linux, or already gone
-
-
-def describe_exit(returncode: int | None, *, ours: bool = False) -> str:
-    """``exit code 3``, ``killed by SIGSEGV``; ``ours`` when the server itself sent the SIGKILL."""
-    if returncode is None:
-        return "still running"
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        if name == "SIGKILL":
-            return "stopped by the server (SIGKILL)" if ours else "killed by SIGKILL (the out-of-memory killer?)"
-        return f"killed by {name}"
-    return f"exit code {returncode}"
-
-
-def kill_group(proc: asyncio.subprocess.Process) -> None:
-    """SIGKILL the worker's process group (it leads its own, so this is it and everything it started).
-
-    Also called after the worker itself has exited: the group outlives its leader while any member
-    lives, and the kernel does not reuse the leader's pid for another group before the group is gone.
-    """
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):  # the group is gone already
-        pass
 
 
 class _Deadline(Exception):
@@ -294,12 +266,9 @@ class IsolatedRunner:
         """The reply to ``request_id`` written by the worker itself (kind byte + body); any other is dropped
         (a process forked by a function could otherwise answer someone else's call)."""
         while True:
-            body = await worker.recv()
-            if len(body) < 1 + REPLY_TAG.size:
-                raise InternalError("a truncated reply from the isolated worker; please report it")
-            rid, pid = REPLY_TAG.unpack_from(body, 1)
+            rid, pid, body = split_reply(await worker.recv())
             if rid == request_id and pid == worker.pid:
-                return body[:1] + body[1 + REPLY_TAG.size:]
+                return body
             log.warning("isolate: dropped a reply for request %d from pid %d on worker %d's channel "
                         "(expected request %d from pid %d)", rid, pid, worker.pid, request_id, worker.pid)
 

@@ -63,6 +63,16 @@ def encode_call(method: str, args: tuple[Any, ...], kwargs: dict[str, Any], requ
     return frame(_encoder.encode({"i": request_id, "m": method, "a": list(args), "k": kwargs}))
 
 
+def split_reply(body: bytes) -> tuple[int, int, bytes]:
+    """A worker's reply frame as (request id, pid of the worker that wrote it, kind byte + payload)."""
+    if len(body) < 1 + REPLY_TAG.size:
+        from ppy.errors import InternalError
+
+        raise InternalError("a truncated reply from the isolated worker; please report it")
+    rid, pid = REPLY_TAG.unpack_from(body, 1)
+    return rid, pid, body[:1] + body[1 + REPLY_TAG.size:]
+
+
 def _read_exactly(stream: BinaryIO, n: int) -> bytes | None:
     data = stream.read(n)
     if not data or len(data) < n:
