@@ -184,3 +184,85 @@ def test_a_function_stuck_past_its_deadline_gets_threads_again() -> None:
             assert client.call("g.peak") >= 8  # all eight at once (plus the stuck ones still sleeping)
     finally:
         assert srv.stop() == 0, srv.output()
+
+
+def test_the_first_burst_of_an_unclassified_function_that_waits_runs_side_by_side(server: Server) -> None:
+    with ppy.Client(server.url) as client:
+        client.call("g.peak")
+    assert _together(server, "g.wait_fresh", 500, 8) == [500] * 8
+    with ppy.Client(server.url) as client:
+        assert client.call("g.peak") == 8  # not two at a time while the function was unclassified
+
+
+def test_the_first_burst_of_an_unclassified_function_that_computes_goes_to_the_slots(server: Server) -> None:
+    with ppy.Client(server.url) as client:
+        client.call("g.peak")
+    results = _together(server, "g.crunch_fresh", 100, 8)
+    assert all(isinstance(n, int) and n > 0 for n in results)
+    with ppy.Client(server.url) as client:
+        assert 1 <= client.call("g.peak") <= CPU_SLOTS + 1  # the first call ran ungated while it was measured
+
+
+async def _at_rest(lane: SyncLane, slots: int) -> None:
+    """Wait (bounded) until the pool threads handed their slots back: that follows each result's delivery."""
+    deadline = time.monotonic() + 5
+    while lane._gate_free != slots and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert lane._gate_free == slots and not lane._gate_queue and not lane._gate_running
+
+
+def test_a_call_never_queues_behind_another_functions_calls() -> None:
+    release = threading.Event()
+
+    def long(i: int) -> int:
+        release.wait(10)
+        return i
+
+    async def main() -> None:
+        pool = ThreadPoolExecutor(8)
+        lane = SyncLane(pool, cpu_slots=1)
+        order: list[int] = []
+        try:
+            a1 = lane.submit(long, (1,), alone=True, cpu_bound=True, timeout=20, key="a")
+            a2 = lane.submit(_record, (order, 2, 0), alone=True, cpu_bound=True, timeout=20, key="a")
+            b1 = lane.submit(_record, (order, 3, 0), alone=True, cpu_bound=True, timeout=20, key="b")
+            assert await b1 == 3  # served while "a" holds the only slot
+            assert not a2.done() and order == [3]  # "a"'s second call waits behind its own function only
+            release.set()
+            assert await a1 == 1 and await a2 == 2
+            await _at_rest(lane, 1)
+        finally:
+            release.set()
+            pool.shutdown(wait=True)
+
+    asyncio.run(main())
+
+
+def test_borrowed_slots_are_given_back_exactly() -> None:
+    release = threading.Event()
+
+    def hold() -> int:
+        release.wait(10)
+        return 0
+
+    async def main() -> None:
+        pool = ThreadPoolExecutor(8)
+        lane = SyncLane(pool, cpu_slots=1)
+        order: list[int] = []
+        try:
+            held = lane.submit(hold, (), alone=True, cpu_bound=True, timeout=20, key="a")
+            b_hold = lane.submit(hold, (), alone=True, cpu_bound=True, timeout=20, key="b")  # borrows a slot
+            calls = [lane.submit(_record, (order, i, 0), alone=True, cpu_bound=True, timeout=20, key=k)
+                     for i, k in ((1, "a"), (2, "a"), (3, "b"), (4, "b"))]
+            await asyncio.sleep(0.05)
+            assert order == []
+            release.set()
+            await asyncio.gather(held, b_hold, *calls)
+            assert sorted(order) == [1, 2, 3, 4]
+            assert order.index(1) < order.index(2) and order.index(3) < order.index(4)  # each in arrival order
+            await _at_rest(lane, 1)
+        finally:
+            release.set()
+            pool.shutdown(wait=True)
+
+    asyncio.run(main())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import ppy
 from conftest import Server, legacy_frame, recv_all
 
@@ -21,3 +23,12 @@ def test_client_calls_demo(demo_server: Server) -> None:
         assert client.call("h.hello") == "hello, world."
         assert client.h.greet("bob", "2") == "hello, bob. hello, bob."
         assert client.call("h.add", a=1, b=2.5) == 3.5
+
+
+def test_demo_greet_caps_times_so_a_tiny_request_cannot_ask_for_a_huge_reply(demo_server: Server) -> None:
+    with ppy.Client(demo_server.url) as client:
+        with pytest.raises(ppy.RemoteApplicationError) as err:
+            client.h.greet("bob", 10_000_000)
+        assert "times must be between 0 and 1000" in str(err.value)
+        assert client.h.greet("bob", 1000).count("hello, bob.") == 1000
+        assert client.call("h.hello") == "hello, world."

@@ -68,6 +68,8 @@ class Config:
     tls_key: Path | None = _opt(None, "PEM private key of --tls-cert (reloaded on SIGHUP)")
     tls_client_ca: Path | None = _opt(None, "PEM CA certificates: TLS clients must present a certificate "
                                       "signed by one of them (mutual TLS; reloaded on SIGHUP)")
+    import_timeout: float = _opt(30.0, "seconds an app module may take to import; past it that entry is "
+                                 "marked failed and the rest serves")
 
     @property
     def token(self) -> str | None:
@@ -155,7 +157,7 @@ def validate(config: Config) -> None:
         value = getattr(config, name)
         if value < (0 if name == "port" else 1):
             raise ValueError(f"{flag_name(name)} must be a positive number, got {value}")
-    for name in ("timeout", "idle_timeout", "request_timeout"):
+    for name in ("timeout", "idle_timeout", "request_timeout", "import_timeout"):
         if getattr(config, name) <= 0:
             raise ValueError(f"{flag_name(name)} must be more than 0 seconds, got {getattr(config, name)}")
     for name in ("port", "http_port", "tls_port", "https_port"):

@@ -10,6 +10,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+#: A module that hangs at import is listed as failed after this many seconds (``serve --import-timeout``).
+IMPORT_TIMEOUT = 30.0
+
 
 def print_doc(doc: dict[str, Any], failed: dict[str, str] | None = None) -> int:
     """The callable functions on stdout; ``failed`` entries (entry -> why) apart from them, on stderr."""
@@ -40,5 +43,5 @@ def print_local(app_dir: Path | None) -> int:
     # Import errors are listed on stderr, one line each; the loader's tracebacks would only bury them.
     logging.getLogger("ppy.app").addHandler(logging.NullHandler())
     logging.getLogger("ppy.app").propagate = False
-    registry = Registry.build(Path(folder))
+    registry = Registry.build(Path(folder), IMPORT_TIMEOUT)
     return print_doc(document(registry, __version__), registry.failed)

@@ -25,6 +25,7 @@ import itertools
 import os
 import re
 import sys
+import threading
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,10 @@ _counter = itertools.count()
 
 class EntryError(Exception):
     """An entry that is not a loadable module of the app folder."""
+
+
+class ImportTimeout(Exception):
+    """An app module whose import did not finish in time (it is left running in a daemon thread)."""
 
 
 def valid_entry(entry: str) -> bool:
@@ -202,10 +207,37 @@ class Package:
     def module_name(self, entry: str) -> str:
         return f"{self.name}.{entry}"
 
-    def import_entry(self, entry: str) -> types.ModuleType:
-        """Import a resolved entry; exceptions from the module propagate to the caller."""
+    def import_entry(self, entry: str, timeout: float | None = None) -> types.ModuleType:
+        """Import a resolved entry; exceptions from the module (any ``BaseException``) propagate to the caller.
+
+        With ``timeout``, the import runs in a daemon thread and :class:`ImportTimeout` is raised if it
+        has not finished by then: a module that hangs at import (a network call, a lock, a loop) costs
+        its own entry, not the server's start, a reload or the shutdown.  The hung thread is left behind
+        (Python cannot stop it); being a daemon, it never holds the process's exit.
+        """
         resolve(self.app_dir, entry)
-        return importlib.import_module(self.module_name(entry))
+        name = self.module_name(entry)
+        if timeout is None:
+            return importlib.import_module(name)
+        outcome: list[Any] = []
+
+        def run() -> None:
+            try:
+                outcome.append(importlib.import_module(name))
+            except BaseException as exc:  # SystemExit, KeyboardInterrupt from module code: the caller decides
+                outcome.append(exc)
+
+        thread = threading.Thread(target=run, name=f"ppy-import-{entry}", daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if not outcome:
+            raise ImportTimeout(f"importing {entry!r} did not finish within {timeout:g} s (--import-timeout); "
+                                "look for module-level code that waits (network, locks, input()) and move it "
+                                "into a function")
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        module: types.ModuleType = outcome[0]
+        return module
 
     def unload(self) -> None:
         """Drop this package's modules (after a reload swapped in a new one)."""

@@ -33,7 +33,8 @@ class Registry:
     refused: frozenset[str] = frozenset()  # entries in ``failed`` refused by the loader (e.g. outside symlinks)
 
     @classmethod
-    def build(cls, app_dir: Path) -> Registry:
+    def build(cls, app_dir: Path, import_timeout: float | None = None) -> Registry:
+        """Import every entry; one that raises anything or outlasts ``import_timeout`` is listed in ``failed``."""
         package = loader.Package(app_dir)
         functions: dict[str, Function] = {}
         failed: dict[str, str] = {}
@@ -41,7 +42,8 @@ class Registry:
         refused: set[str] = set()
         for entry in loader.discover(app_dir):
             try:
-                module = package.import_entry(entry)
+                module = package.import_entry(entry, import_timeout)
+                found = exposed(module)
             except loader.EntryError as exc:
                 failed[entry] = str(exc)
                 refused.add(entry)
@@ -51,11 +53,10 @@ class Registry:
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 failed[entry] = _describe_import_error(exc)
-                log.error("app module %r failed to import: %s\n%s", entry, failed[entry],
-                          "".join(traceback.format_exception(exc)))
+                log.error("app module %r failed to import: %s\n%s", entry, failed[entry], _traceback(exc))
                 continue
             entries.append(entry)
-            for name, fn in exposed(module):
+            for name, fn in found:
                 method = f"{entry}.{name}"
                 functions[method] = Function.load(method, fn)
         return cls(Path(app_dir), functions, tuple(entries), failed, package, frozenset(refused))
@@ -88,15 +89,22 @@ class Registry:
 
 
 def exposed(module: ModuleType) -> list[tuple[str, Callable[..., Any]]]:
-    """Public functions *defined* in ``module`` (SPEC §1), honouring ``__all__``."""
-    names = getattr(module, "__all__", None)
+    """Public functions *defined* in ``module`` (SPEC §1), honouring ``__all__``.
+
+    Reads the module's namespace (``vars``), never ``getattr``: a module-level ``__getattr__`` (PEP 562)
+    is app code that may raise anything or compute lazily, and listing functions must not run it.
+    """
+    namespace = vars(module)
+    names = namespace.get("__all__")
     if names is None:
-        names = [n for n in vars(module) if not n.startswith("_")]
+        names = [n for n in namespace if not n.startswith("_")]
+    elif not isinstance(names, (list, tuple)):
+        raise TypeError(f"__all__ must be a list or tuple of names, not {type(names).__name__}")
     out: list[tuple[str, Callable[..., Any]]] = []
     for name in names:
         if not isinstance(name, str) or name.startswith("_"):
             continue
-        obj = getattr(module, name, None)
+        obj = namespace.get(name)
         if inspect.isfunction(obj) and obj.__module__ == module.__name__:
             out.append((name, obj))
     return out
@@ -112,4 +120,15 @@ def _describe_import_error(exc: BaseException) -> str:
     if tb:
         frame = tb[-1]
         where = f" ({Path(frame.filename).name}, line {frame.lineno})"
-    return f"{type(exc).__name__}: {exc}{where}"
+    try:
+        text = str(exc)
+    except BaseException:  # an exception whose __str__ raises must not stop the loading of the others
+        text = "<its message cannot be shown: str() raised>"
+    return f"{type(exc).__name__}: {text}{where}"
+
+
+def _traceback(exc: BaseException) -> str:
+    try:
+        return "".join(traceback.format_exception(exc))
+    except BaseException:
+        return f"(no traceback: formatting the {type(exc).__name__} failed)"

@@ -6,6 +6,8 @@ import asyncio
 import os
 import time
 
+MAX_TIMES = 1000  # greet(): the reply stays under ~1 MB whatever a client asks
+MAX_NAME = 1000
 
 def hello() -> str:
     """Say hello, exactly as the 2013 seed did."""
@@ -18,7 +20,12 @@ async def ahello() -> str:
 
 
 def greet(name: str = "world", times: int = 1) -> str:
-    """Greet someone, ``times`` times (``"2"`` is converted to ``2``)."""
+    """Greet someone, ``times`` times (``"2"`` is converted to ``2``; at most 1000 times)."""
+    # Capped: without it a 68-byte request asked for a 191 MB reply.
+    if not 0 <= times <= MAX_TIMES:
+        raise ValueError(f"times must be between 0 and {MAX_TIMES}, got {times}")
+    if len(name) > MAX_NAME:
+        raise ValueError(f"name must be at most {MAX_NAME} characters, got {len(name)}")
     return " ".join([f"hello, {name}."] * times)
 
 

@@ -16,6 +16,8 @@ is its own small state machine, so a death costs exactly one call:
 * ``--max-jobs N`` retires a worker after N calls (±10% jitter, so a pool does
   not recycle all at once); a worker over the memory limit after a call is
   retired too;
+* each worker leads its own process group (``start_new_session``); a timeout, crash
+  or recycle kills the whole group, so a ``subprocess`` a call started dies with it;
 * every retired or dead worker is replaced in the background; start-up
   failures back off exponentially (never a fork loop);
 * callers wait for a free worker in FIFO order (``asyncio.Queue``); the
@@ -31,7 +33,6 @@ import asyncio
 import logging
 import os
 import random
-import signal
 import sys
 import time
 from collections import deque
@@ -44,7 +45,8 @@ import msgspec
 
 from ppy.app.function import Function
 from ppy.errors import ERROR_BY_CODE, ApplicationError, CallTimeout, InternalError, PpyError, WorkerCrashed
-from ppy.run.worker import ERROR, HEADER, RESULT, encode_call
+from ppy.run.procs import describe_exit, kill_group
+from ppy.run.worker import ERROR, HEADER, RESULT, encode_call, split_reply
 
 log = logging.getLogger("ppy.isolate")
 
@@ -100,21 +102,6 @@ class Worker:
             return None  # not Linux, or already gone
 
 
-def describe_exit(returncode: int | None, *, ours: bool = False) -> str:
-    """``exit code 3``, ``killed by SIGSEGV``; ``ours`` when the server itself sent the SIGKILL."""
-    if returncode is None:
-        return "still running"
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        if name == "SIGKILL":
-            return "stopped by the server (SIGKILL)" if ours else "killed by SIGKILL (the out-of-memory killer?)"
-        return f"killed by {name}"
-    return f"exit code {returncode}"
-
-
 class _Deadline(Exception):
     pass
 
@@ -125,12 +112,13 @@ class _OverMemory(Exception):
 
 class IsolatedRunner:
     def __init__(self, app_dir: Path, *, size: int, max_jobs: int = 0, max_memory_mb: int = 0,
-                 debug: bool = False) -> None:
+                 debug: bool = False, import_timeout: float | None = None) -> None:
         self.app_dir = Path(app_dir)
         self.size = size
         self.max_jobs = max_jobs
         self.max_memory_mb = max_memory_mb
         self.debug = debug
+        self.import_timeout = import_timeout
         self.generation = 0
         self.workers: set[Worker] = set()
         self.idle: asyncio.Queue[Worker] = asyncio.Queue()
@@ -141,6 +129,7 @@ class IsolatedRunner:
         self.recycled = 0
         self._failures = 0  # consecutive start failures or idle deaths: drives the back-off
         self._closing = False
+        self._next_id = 0  # request ids: a reply must carry its request's id and its worker's pid
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -169,8 +158,7 @@ class IsolatedRunner:
             task.cancel()
         for worker in list(self.workers):
             worker.retired = True
-            if worker.proc.returncode is None:
-                worker.proc.kill()
+            kill_group(worker.proc)
 
     async def aclose(self) -> None:
         procs = [w.proc for w in self.workers]
@@ -195,8 +183,10 @@ class IsolatedRunner:
     # -- one call -------------------------------------------------------------------------
 
     async def run(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float) -> Any:
+        self._next_id += 1
+        request_id = self._next_id
         try:
-            payload = encode_call(fn.method, args, kwargs)
+            payload = encode_call(fn.method, args, kwargs, request_id)
         except (TypeError, ValueError, OverflowError) as exc:
             raise InternalError(f"cannot send the parameters of {fn.method} to an isolated worker ({exc}); "
                                 "use JSON-compatible parameter types") from None
@@ -205,7 +195,7 @@ class IsolatedRunner:
         worker = await self._acquire(fn, deadline, timeout)
         worker.busy = True
         try:
-            body = await self._exchange(worker, payload, deadline)
+            body = await self._exchange(worker, payload, deadline, request_id)
         except _Deadline:
             self.timeouts += 1
             code = await self._kill(worker, f"{fn.method} ran past its {timeout:g} s deadline")
@@ -251,10 +241,10 @@ class IsolatedRunner:
             raise CallTimeout(f"{fn.method} waited {timeout:g} s for a free worker (all {self.size} busy); "
                               "raise --pool-size or --timeout", {"timeout": timeout}) from None
 
-    async def _exchange(self, worker: Worker, payload: bytes, deadline: float) -> bytes:
+    async def _exchange(self, worker: Worker, payload: bytes, deadline: float, request_id: int) -> bytes:
         loop = asyncio.get_running_loop()
         await worker.send(payload)
-        reply = loop.create_task(worker.recv())
+        reply = loop.create_task(self._reply(worker, request_id))
         try:
             while True:
                 remaining = deadline - loop.time()
@@ -270,6 +260,17 @@ class IsolatedRunner:
         finally:
             if not reply.done():
                 reply.cancel()
+
+    @staticmethod
+    async def _reply(worker: Worker, request_id: int) -> bytes:
+        """The reply to ``request_id`` written by the worker itself (kind byte + body); any other is dropped
+        (a process forked by a function could otherwise answer someone else's call)."""
+        while True:
+            rid, pid, body = split_reply(await worker.recv())
+            if rid == request_id and pid == worker.pid:
+                return body
+            log.warning("isolate: dropped a reply for request %d from pid %d on worker %d's channel "
+                        "(expected request %d from pid %d)", rid, pid, worker.pid, request_id, worker.pid)
 
     def _result(self, fn: Function, body: bytes) -> Any:
         kind, data = body[:1], body[1:]
@@ -293,20 +294,19 @@ class IsolatedRunner:
     async def _spawn(self) -> Worker:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "ppy.run.worker", str(self.app_dir),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            *([] if self.import_timeout is None else [str(self.import_timeout)]),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, start_new_session=True)
         limit = self.max_jobs + round(self.max_jobs * random.uniform(-0.1, 0.1)) if self.max_jobs else 0
         worker = Worker(proc, self.generation, max(limit, 1) if self.max_jobs else 0)
         try:
             hello = msgspec.json.decode(await asyncio.wait_for(worker.recv(), START_TIMEOUT))
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError, msgspec.DecodeError):
-            if proc.returncode is None:
-                proc.kill()
+            kill_group(proc)
             code = await proc.wait()
             raise WorkerStartError(f"worker pid {proc.pid} ended before it was ready ({describe_exit(code)})") \
                 from None
         except BaseException:
-            if proc.returncode is None:
-                proc.kill()
+            kill_group(proc)
             raise
         if hello.get("failed"):
             log.debug("isolate: worker %d could not import %s", proc.pid, ", ".join(hello["failed"]))
@@ -322,6 +322,7 @@ class IsolatedRunner:
     async def _watch(self, worker: Worker) -> None:
         """Notice a worker that dies while idle (OOM killer, kill -9) and replace it."""
         code = await worker.proc.wait()
+        kill_group(worker.proc)  # what it started goes with it
         if not worker.busy and not worker.retired:
             self._failures += 1  # dying without a call to blame counts towards the back-off
             self._retire(worker, f"died while idle ({describe_exit(code)})")
@@ -356,12 +357,11 @@ class IsolatedRunner:
         worker.retired = True
         self.workers.discard(worker)
         proc = worker.proc
-        if proc.returncode is None:
-            if kill:
-                proc.kill()
-            elif proc.stdin is not None:
-                proc.stdin.close()  # EOF: the worker exits on its own
-                self._track(self._reap(proc))
+        if kill or proc.returncode is not None:
+            kill_group(proc)
+        elif proc.stdin is not None:
+            proc.stdin.close()  # EOF: the worker exits on its own
+            self._track(self._reap(proc))
         if not self._closing:
             self._track(self._replace(worker.pid, reason, time.monotonic()))
 
@@ -369,8 +369,9 @@ class IsolatedRunner:
         try:
             await asyncio.wait_for(proc.wait(), REAP_GRACE)
         except TimeoutError:
-            proc.kill()
-            await proc.wait()
+            pass
+        kill_group(proc)  # the worker itself, if it did not exit, and whatever it left running
+        await proc.wait()
 
     async def _replace(self, old_pid: int, reason: str, since: float) -> None:
         while not self._closing:

@@ -22,6 +22,15 @@ numbers finish no sooner than two, and every waiting thread wakes every 5 ms
 it when all cores are busy.  Queued calls wait in arrival order and run in
 the thread of the call that frees the slot (no hop through the loop).
 
+The gate is fair between functions (``key``): a call waits for a slot only
+while a call *of its own function* holds one.  A function with no call in the
+gate starts at once even when every slot is taken by another function (it
+borrows a slot; the gate is over-subscribed by at most one call per such
+function until slots come back), and freed slots go round-robin over the
+functions that have calls queued.  So a 1 ms computation never queues behind
+another function's long ones: it shares the GIL with them instead (each
+running thread gets it at least every switch interval, 5 ms).
+
 Deadlines are the lane's too: the calls of one batch share one timer (they
 arrived in the same loop turn, so their deadlines are nearly equal), set when
 the batch starts and cancelled when its last call is delivered.  A call past
@@ -99,20 +108,23 @@ class Deadlines:
 class Batch:
     """Calls run one after the other by one pool thread; ``running_since`` is 0.0 between calls."""
 
-    __slots__ = ("items", "running_since", "slot")
+    __slots__ = ("items", "key", "running_since", "slot")
 
-    def __init__(self, items: deque[Item]) -> None:
+    def __init__(self, items: deque[Item], key: object = None) -> None:
         self.items = items
         self.running_since = 0.0
         self.slot = False  # it holds a CPU slot of the gate (changed under the gate's lock)
+        self.key = key  # the function it calls: the gate queues a call only behind its own function
 
 
 class SyncLane:
     def __init__(self, pool: Executor, cpu_slots: int) -> None:
         self.pool = pool
         self._gate_lock = threading.Lock()  # pool threads hand slots over without the loop
-        self._gate_free = cpu_slots  # CPU-bound calls that may start now
-        self._gate_queue: deque[Batch] = deque()  # CPU-bound calls waiting for a slot, oldest first
+        self._gate_free = cpu_slots  # CPU-bound calls that may start now (below 0 while functions borrow)
+        self._gate_running: dict[object, int] = {}  # key -> slots its calls hold
+        self._gate_queue: dict[object, deque[Batch]] = {}  # key -> calls waiting for a slot, oldest first;
+        # keys in round-robin order (a key served moves to the end)
         self._pending: list[Item] = []  # calls of this loop turn, not submitted yet
         self._deadlines = Deadlines()  # those of the calls in _pending
         self._finished: deque[tuple[Outcome, bool, Any, Deadlines]] = deque()  # by pool threads
@@ -121,28 +133,30 @@ class SyncLane:
 
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], *, alone: bool = False,
                cpu_bound: bool = False, timeout: float | None = None,
-               on_abandon: Callable[[], None] | None = None) -> asyncio.Future[Any]:
+               on_abandon: Callable[[], None] | None = None, key: object = None) -> asyncio.Future[Any]:
         """Queue a blocking call; the future resolves with its result or exception (BaseException included),
         or :class:`Expired` once ``timeout`` seconds have passed without a result (waiting included).
 
         ``alone`` gives the call a pool job of its own (a call known to be slow would only hold up the
         calls batched behind it); with ``cpu_bound`` too, that job waits for a CPU slot, and
-        ``on_abandon`` is called if its deadline passes while it holds one.
+        ``on_abandon`` is called if its deadline passes while it holds one; ``key`` names its function for
+        the gate's fairness (calls queue only behind calls of the same key).
         """
         fut: asyncio.Future[Any] = (self._loop or asyncio.get_running_loop()).create_future()
-        self.submit_to(fut, fn, args, alone=alone, cpu_bound=cpu_bound, timeout=timeout, on_abandon=on_abandon)
+        self.submit_to(fut, fn, args, alone=alone, cpu_bound=cpu_bound, timeout=timeout, on_abandon=on_abandon,
+                       key=key)
         return fut
 
     def submit_to(self, fut: Outcome, fn: Callable[..., Any], args: tuple[Any, ...], *, alone: bool = False,
                   cpu_bound: bool = False, timeout: float | None = None,
-                  on_abandon: Callable[[], None] | None = None) -> None:
+                  on_abandon: Callable[[], None] | None = None, key: object = None) -> None:
         """:meth:`submit`, settling ``fut`` (called on the event loop thread)."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         if alone:
             deadlines = Deadlines()
-            batch = Batch(deque(((fn, args, fut, deadlines),)))
+            batch = Batch(deque(((fn, args, fut, deadlines),)), key)
             self._add(deadlines, fut, loop, timeout)
             if cpu_bound:
                 deadlines.on_expire = lambda: self._abandon(batch, on_abandon)
@@ -193,13 +207,22 @@ class SyncLane:
             self.pool.submit(self._run, Batch(deque((item,))))
 
     def _enter_gate(self, batch: Batch) -> None:
+        key = batch.key
         with self._gate_lock:
-            if not self._gate_free:
-                self._gate_queue.append(batch)
+            if self._gate_free <= 0 and self._gate_running.get(key):  # wait behind its own function only
+                queue = self._gate_queue.get(key)
+                if queue is None:
+                    queue = self._gate_queue[key] = deque()
+                queue.append(batch)
                 return
-            self._gate_free -= 1
-            batch.slot = True
+            self._take_slot(batch)
         self.pool.submit(self._run_gated, batch)
+
+    def _take_slot(self, batch: Batch) -> None:
+        """Under the gate's lock: ``batch`` holds a slot (a borrowed one when none is free)."""
+        self._gate_free -= 1
+        self._gate_running[batch.key] = self._gate_running.get(batch.key, 0) + 1
+        batch.slot = True
 
     def _abandon(self, batch: Batch, on_abandon: Callable[[], None] | None) -> None:
         """A gated call's deadline passed: its slot goes to the next call (a call computing forever must not
@@ -228,11 +251,23 @@ class SyncLane:
             if not batch.slot:
                 return None
             batch.slot = False
-            if not self._gate_queue:
-                self._gate_free += 1
-                return None
-            nxt = self._gate_queue.popleft()
-            nxt.slot = True
+            self._gate_free += 1
+            key = batch.key
+            left = self._gate_running[key] - 1
+            if left:
+                self._gate_running[key] = left
+            else:
+                del self._gate_running[key]
+            queues = self._gate_queue
+            if self._gate_free > 0 and queues:
+                key = next(iter(queues))  # round-robin: the function served longest ago
+            elif left or key not in queues:  # over-subscribed: only a function left with no call running
+                return None  # may borrow (its queue is non-empty only while one of its calls ran)
+            queue = queues.pop(key)
+            nxt = queue.popleft()
+            if queue:
+                queues[key] = queue  # to the end of the round
+            self._take_slot(nxt)
         if in_thread:
             return nxt
         self.pool.submit(self._run_gated, nxt)

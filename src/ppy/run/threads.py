@@ -11,6 +11,14 @@ amortised instead (``ppy.run.lane``): the sync calls of one loop turn go to
 the pool as one job.  A function whose last call took over ``FAST_S`` gets a
 job of its own per call, so slow functions (sleeps, I/O, number crunching)
 run side by side exactly as with a plain pool.
+
+A function nobody has called yet is unclassified: its first call runs at once
+in a thread of its own, and the calls that arrive while it runs wait for its
+verdict, at most ``PROBE_S`` after it started: by then it has returned (it is
+measured as usual) or its thread's CPU clock is read from the loop
+(``pthread_getcpuclockid``) to tell computing from waiting.  A first burst of
+calls that sleep then runs side by side like any later burst, and a first burst
+of calls that compute goes to the CPU slots.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +36,7 @@ from typing import Any
 from ppy.app.dispatch import application_error
 from ppy.app.function import Function
 from ppy.errors import CallTimeout, PpyError
+from ppy.run.forksafe import state as _fork
 from ppy.run.lane import Expired, SyncLane
 
 log = logging.getLogger("ppy.call")
@@ -39,6 +50,23 @@ CPU_SLOTS = 2
 #: in a full gate share the GIL between CPU_SLOTS threads, so one pure computation reads ~1/CPU_SLOTS;
 #: a function that mostly sleeps or waits on I/O reads near 0.
 CPU_SHARE = 0.5 / CPU_SLOTS
+#: How long the first call of an unclassified function runs before the calls that arrived meanwhile are
+#: classified by the CPU time its thread used so far.
+PROBE_S = 0.01
+
+
+class _Probe:
+    """The first call of a function never measured: where its thread's CPU clock is, and the verdict
+    that the function's other calls wait for."""
+
+    __slots__ = ("clock", "cpu0", "started", "timer", "verdict")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.clock: int | None = None  # the CPU clock of the thread running the call (None: not readable)
+        self.cpu0 = 0.0
+        self.started = 0.0  # perf_counter() when the call started in its thread; 0.0 before
+        self.timer: asyncio.TimerHandle | None = None
+        self.verdict: asyncio.Future[None] = loop.create_future()
 
 
 class ThreadRunner:
@@ -46,6 +74,7 @@ class ThreadRunner:
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ppy-call")
         self.lane = SyncLane(self.pool, min(CPU_SLOTS, threads))
         self.debug = debug
+        self._probes: dict[str, _Probe] = {}  # method -> the first call of an unclassified function
 
     async def run(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float) -> Any:
         deadline: asyncio.Timeout | None = None
@@ -59,13 +88,24 @@ class ThreadRunner:
                     waiting = coro.send(None)
                 except StopIteration as done:
                     return done.value
+                finally:
+                    if _fork.child:  # forked on the loop thread: the child must not run the server's loop
+                        os._exit(0)
                 async with asyncio.timeout(timeout) as deadline:
-                    return await _Rest(coro, waiting)
+                    try:
+                        return await _Rest(coro, waiting)
+                    finally:
+                        if _fork.child:
+                            os._exit(0)
             cpu_bound = fn.cpu_bound
-            if cpu_bound is None:  # never measured: this call runs at once and tells; calls of the
-                fn.cpu_bound = True  # same function arriving before it returns wait for a CPU slot
+            if cpu_bound is None:  # never measured: the first call runs at once and tells
+                probe = self._probes.get(fn.method)
+                if probe is None:
+                    return await self._probe(fn, args, kwargs, timeout)
+                await asyncio.shield(probe.verdict)  # PROBE_S after the first call started, at most
+                cpu_bound = fn.cpu_bound
             return await self.lane.submit(_timed_call, (fn, args, kwargs), alone=not fn.fast,
-                                          cpu_bound=bool(cpu_bound), timeout=timeout,
+                                          cpu_bound=bool(cpu_bound), timeout=timeout, key=fn.method,
                                           on_abandon=functools.partial(_waits, fn) if cpu_bound else None)
         except Expired:  # the lane enforces sync calls' deadlines, one timer per batch
             raise _past_deadline(fn, timeout) from None
@@ -77,6 +117,45 @@ class ThreadRunner:
             raise
         except BaseException as exc:
             raise application_error(fn.method, exc, self.debug) from exc
+
+    async def _probe(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float) -> Any:
+        """Run the first call of an unclassified function in a thread of its own, and classify it."""
+        loop = asyncio.get_running_loop()
+        probe = self._probes[fn.method] = _Probe(loop)
+        probe.timer = loop.call_later(PROBE_S, self._judge, fn, probe)
+        try:
+            return await self.lane.submit(_probed_call, (probe, fn, args, kwargs), alone=True, timeout=timeout)
+        finally:
+            self._settle(fn, probe)
+
+    def _judge(self, fn: Function, probe: _Probe) -> None:
+        """Once the first call has run ``PROBE_S``: classify it by its thread's CPU time so far."""
+        if probe.verdict.done() or fn.cpu_bound is not None:  # it returned and was measured
+            self._settle(fn, probe)
+            return
+        started = probe.started
+        wall = time.perf_counter() - started
+        if not started or wall < PROBE_S:  # no thread yet, or too short to tell: look again later
+            later = PROBE_S - wall if started else PROBE_S
+            probe.timer = asyncio.get_running_loop().call_later(later, self._judge, fn, probe)
+            return
+        if probe.clock is not None:
+            try:
+                cpu = time.clock_gettime(probe.clock) - probe.cpu0
+            except OSError:  # the thread is gone (the call just ended): its own measure follows
+                cpu = None
+            if cpu is not None and fn.cpu_bound is None:
+                fn.fast = False
+                fn.cpu_bound = cpu >= CPU_SHARE * wall
+        self._settle(fn, probe)  # not measurable: the waiting calls get threads; the next call probes
+
+    def _settle(self, fn: Function, probe: _Probe) -> None:
+        if probe.timer is not None:
+            probe.timer.cancel()
+        if not probe.verdict.done():
+            probe.verdict.set_result(None)
+        if self._probes.get(fn.method) is probe:
+            del self._probes[fn.method]
 
     def start_sync(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float,
                    settle: Callable[[Any, PpyError | None], None]) -> bool:
@@ -139,6 +218,17 @@ def _past_deadline(fn: Function, timeout: float) -> CallTimeout:
                        "or raise --timeout", {"timeout": timeout})
 
 
+def _probed_call(probe: _Probe, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """:func:`_timed_call` for a function's first call, telling the loop where its thread's CPU clock is."""
+    try:
+        probe.clock = time.pthread_getcpuclockid(threading.get_ident())
+    except (AttributeError, OSError):  # not on this platform: classified when it returns
+        probe.clock = None
+    probe.cpu0 = time.thread_time()
+    probe.started = time.perf_counter()  # last: the loop reads the others once this is set
+    return _timed_call(fn, args, kwargs)
+
+
 def _timed_call(fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Run in a pool thread, remembering whether the call was fast enough to share a job next time
     and, for a slow one, whether it computed (CPU slots) or waited (a thread of its own)."""
@@ -148,6 +238,8 @@ def _timed_call(fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
             return fn.fn(*args, **kwargs)
         finally:
             fn.fast = time.perf_counter() - start < FAST_S
+            if _fork.child:  # a child forked by the function returned here too (ppy.run.forksafe)
+                os._exit(0)
     cpu = time.thread_time()
     try:
         return fn.fn(*args, **kwargs)
@@ -155,6 +247,8 @@ def _timed_call(fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         wall = time.perf_counter() - start
         fn.fast = wall < FAST_S
         fn.cpu_bound = time.thread_time() - cpu >= CPU_SHARE * wall
+        if _fork.child:
+            os._exit(0)
 
 
 class _Rest:
@@ -184,3 +278,5 @@ class _Rest:
                     waiting = coro.send(sent)
                 except StopIteration as done:
                     return done.value
+            if _fork.child:  # the step forked: the child must never run the server's event loop
+                os._exit(0)

@@ -12,10 +12,16 @@ Frames (both directions): a 4-byte big-endian length, then that many bytes.
 direction    payload
 ===========  =====================================================================
 worker →     ``{"ready": pid, "failed": {entry: why}}`` once the app is imported
-parent →     ``{"m": method, "a": [args], "k": {kwargs}}``: JSON only, never pickle
-worker →     ``R`` + the result encoded as JSON (ppy's encoder, so the same types work)
-worker →     ``E`` + ``{"code", "message", "data", "traceback"}`` when the call failed
+parent →     ``{"i": id, "m": method, "a": [args], "k": {kwargs}}``: JSON only, never pickle
+worker →     ``R`` + id and pid (``REPLY_TAG``) + the result as JSON (ppy's encoder, so the same types work)
+worker →     ``E`` + id and pid + ``{"code", "message", "data", "traceback"}`` when the call failed
 ===========  =====================================================================
+
+A reply carries the id of its request and the pid that wrote it; the parent
+drops any other (see :mod:`ppy.run.forksafe`).  A process forked inside a
+function cannot write one anyway: in the child, the channel's descriptors are
+pointed at ``/dev/null`` at fork time, and a child that returns into this loop
+ends with ``os._exit(0)``.
 
 The parent already bound and converted the parameters, so invalid params
 never reach a worker; the worker binds the JSON form again with
@@ -38,6 +44,7 @@ from typing import Any, BinaryIO
 import msgspec
 
 HEADER = struct.Struct(">I")
+REPLY_TAG = struct.Struct(">QI")  # request id, pid of the worker that ran it
 MAX_FRAME = 0xFFFF_FFFF
 RESULT = b"R"
 ERROR = b"E"
@@ -51,9 +58,19 @@ def frame(payload: bytes) -> bytes:
     return HEADER.pack(len(payload)) + payload
 
 
-def encode_call(method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+def encode_call(method: str, args: tuple[Any, ...], kwargs: dict[str, Any], request_id: int = 0) -> bytes:
     """The parent's request; raises TypeError/ValueError when a value has no JSON form."""
-    return frame(_encoder.encode({"m": method, "a": list(args), "k": kwargs}))
+    return frame(_encoder.encode({"i": request_id, "m": method, "a": list(args), "k": kwargs}))
+
+
+def split_reply(body: bytes) -> tuple[int, int, bytes]:
+    """A worker's reply frame as (request id, pid of the worker that wrote it, kind byte + payload)."""
+    if len(body) < 1 + REPLY_TAG.size:
+        from ppy.errors import InternalError
+
+        raise InternalError("a truncated reply from the isolated worker; please report it")
+    rid, pid = REPLY_TAG.unpack_from(body, 1)
+    return rid, pid, body[:1] + body[1 + REPLY_TAG.size:]
 
 
 def _read_exactly(stream: BinaryIO, n: int) -> bytes | None:
@@ -89,10 +106,10 @@ def _error(exc: BaseException) -> bytes:
 class WorkerLoop:
     """Runs calls against this process's own registry (its own import of the app)."""
 
-    def __init__(self, app_dir: Path) -> None:
+    def __init__(self, app_dir: Path, import_timeout: float | None = None) -> None:
         from ppy.app.registry import Registry
 
-        self.registry = Registry.build(app_dir)
+        self.registry = Registry.build(app_dir, import_timeout)
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def handle(self, request: Any) -> bytes:
@@ -116,8 +133,9 @@ class WorkerLoop:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m ppy.run.worker APP_DIR (started by ppy serve --isolate)", file=sys.stderr)
+    if len(argv) not in (1, 2):
+        print("usage: python -m ppy.run.worker APP_DIR [IMPORT_TIMEOUT] (started by ppy serve --isolate)",
+              file=sys.stderr)
         return 2
     # Keep the channel private before any user code runs.
     chan_in = os.fdopen(os.dup(0), "rb")  # buffered: read(n) returns n bytes or EOF, never a part
@@ -131,14 +149,28 @@ def main(argv: list[str]) -> int:
     # The server already logged the app's import errors once; a copy per worker is noise.
     logging.getLogger("ppy").addHandler(logging.NullHandler())
     logging.getLogger("ppy").propagate = False
-    worker = WorkerLoop(Path(argv[0]))
+    pid = os.getpid()
+
+    def poison_channel() -> None:  # in a child forked by user code: the channel is not its to use
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, chan_in.fileno())
+        os.dup2(null, chan_out.fileno())
+        os.close(null)
+
+    from ppy.run import forksafe
+
+    forksafe.install(poison_channel)
+    worker = WorkerLoop(Path(argv[0]), float(argv[1]) if len(argv) > 1 else None)
     chan_out.write(frame(_encoder.encode({"ready": os.getpid(), "failed": worker.registry.failed})))
     chan_out.flush()
     while True:
         request = _recv(chan_in)
         if request is None:
             return 0
-        chan_out.write(frame(worker.handle(request)))
+        reply = worker.handle(request)
+        forksafe.exit_if_child()  # a child forked by the function returned here too: it ends now
+        tag = REPLY_TAG.pack(request.get("i", 0) if isinstance(request, dict) else 0, pid)
+        chan_out.write(frame(reply[:1] + tag + reply[1:]))
         chan_out.flush()
 
 

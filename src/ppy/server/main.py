@@ -27,10 +27,12 @@ from ppy import __version__
 from ppy.app.dispatch import Dispatcher
 from ppy.app.registry import Registry
 from ppy.config import Config
+from ppy.run import forksafe
 from ppy.run.isolated import IsolatedRunner
 from ppy.run.threads import ThreadRunner
 from ppy.server import handover as handover_mod
 from ppy.server.handover import HANDOVER_GRACE, HANDOVER_SIGNAL
+from ppy.server.limits import fit_open_files
 from ppy.server.state import ServerState
 from ppy.server.tcp.connection import Connection
 from ppy.server.tls import Tls, TlsConfigError, reload_tls
@@ -115,11 +117,12 @@ def build_state(config: Config) -> ServerState:
     except ValueError as exc:
         raise StartupError(str(exc)) from None
     del token
-    registry = Registry.build(Path(app_dir))
+    registry = Registry.build(Path(app_dir), config.import_timeout)
     runner: ThreadRunner | IsolatedRunner
     if config.isolate:
         runner = IsolatedRunner(Path(app_dir), size=config.pool_size, max_jobs=config.max_jobs,
-                                max_memory_mb=config.max_worker_memory, debug=config.debug)
+                                max_memory_mb=config.max_worker_memory, debug=config.debug,
+                                import_timeout=config.import_timeout)
     else:
         runner = ThreadRunner(config.threads, debug=config.debug)
     dispatcher = Dispatcher(config, registry, runner, __version__)
@@ -225,6 +228,7 @@ async def serve(config: Config, link: WorkerLink | None = None,
     ``link`` and ``sockets`` are given in a ``--workers`` child: listeners come bound from the
     supervisor, readiness is reported to it, and Ctrl-C is left to it (it forwards SIGTERM).
     """
+    config = fit_open_files(config)  # raises the soft open-files limit; may lower --max-connections
     check_safety(config)
     handover = 0.0  # the grace of a drain that hands the listeners over (ppy.server.handover)
     if sockets is None:  # sockets systemd holds: a SIGTERM may be a restart, so hand over gracefully
@@ -404,6 +408,7 @@ def run(config: Config, link: WorkerLink | None = None,
         sockets: dict[str, list[socket.socket]] | None = None) -> int:
     """Blocking entry point: uvloop when available, plain asyncio otherwise."""
     tune_gc()
+    forksafe.install()  # a child forked by a function closes the server's sockets (ppy.run.forksafe)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency, but keep working without it

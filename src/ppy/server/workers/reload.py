@@ -29,6 +29,7 @@ import importlib
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 
 from ppy.app.registry import Registry
@@ -58,10 +59,38 @@ def drop_siblings(app_dir: Path) -> list[str]:
     return dropped
 
 
-def rebuild(app_dir: Path) -> Registry:
+def rebuild(app_dir: Path, import_timeout: float | None = None) -> Registry:
     drop_siblings(app_dir)
     importlib.invalidate_caches()  # a new file must be found even if the folder's mtime did not move
-    return Registry.build(app_dir)
+    return Registry.build(app_dir, import_timeout)
+
+
+async def in_daemon_thread(app_dir: Path, import_timeout: float | None) -> Registry:
+    """:func:`rebuild` in a daemon thread: unlike ``asyncio.to_thread``, the loop's shutdown never joins it, so a
+    rebuild still importing cannot hold the server's exit past its drain deadline."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Registry] = loop.create_future()
+
+    def settle(result: Registry | None, exc: BaseException | None) -> None:
+        if done.done():
+            return
+        if exc is not None:
+            done.set_exception(exc)
+        else:
+            done.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result, exc = rebuild(app_dir, import_timeout), None
+        except BaseException as error:
+            result, exc = None, error
+        try:
+            loop.call_soon_threadsafe(settle, result, exc)
+        except RuntimeError:  # the loop is closed: the server is exiting
+            pass
+
+    threading.Thread(target=run, name="ppy-reload", daemon=True).start()
+    return await done
 
 
 def keep_good(old: Registry, fresh: Registry) -> tuple[Registry, list[str]]:
@@ -99,6 +128,8 @@ class Reloader:
 
     async def stop(self) -> None:
         self._stop.set()
+        if self._task is not None and self._lock.locked():  # a rebuild may be stuck in an import: stop now
+            self._task.cancel()
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, 5.0)
@@ -113,7 +144,11 @@ class Reloader:
             async for changes in watchfiles.awatch(self.app_dir, watch_filter=watchfiles.DefaultFilter(),
                                                    stop_event=self._stop):
                 names = sorted({os.path.relpath(path, self.app_dir) for _change, path in changes})
-                await self.reload(names)
+                try:
+                    await self.reload(names)
+                except Exception:  # one bad reload must not stop the watcher: the next change tries again
+                    log.exception("reload: reloading after a change to %s failed; still serving the previous "
+                                  "code", ", ".join(names))
         except Exception:  # the watcher must never take the server down; serving old code is fine
             log.exception("reload: the file watcher stopped; restart the server to pick up changes")
 
@@ -121,7 +156,7 @@ class Reloader:
         async with self._lock:
             dispatcher = self.state.dispatcher
             old = dispatcher.registry
-            fresh = await asyncio.to_thread(rebuild, self.app_dir)
+            fresh = await in_daemon_thread(self.app_dir, self.state.config.import_timeout)
             merged, regressed = keep_good(old, fresh)
             runner = dispatcher.runner
             isolated = isinstance(runner, IsolatedRunner)
