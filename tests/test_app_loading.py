@@ -91,7 +91,7 @@ def test_module_getattr_is_never_called_and_broken_imports_cost_only_their_entry
                              env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
     assert listing.returncode == 0, listing.stderr
     assert "lazy.real" in listing.stdout and "good.hello" in listing.stdout
-    assert "'exits' failed to import" in listing.stdout and "'bad_str' failed to import" in listing.stdout
+    assert "'exits' failed to import" in listing.stderr and "'bad_str' failed to import" in listing.stderr
 
 
 def test_a_module_that_hangs_at_import_is_marked_failed_after_the_import_timeout(tmp_path: Path) -> None:
