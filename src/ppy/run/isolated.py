@@ -42,6 +42,7 @@ from typing import Any
 
 import msgspec
 
+from ppy.app.dispatch import Settle
 from ppy.app.function import Function
 from ppy.errors import ERROR_BY_CODE, ApplicationError, CallTimeout, InternalError, PpyError, WorkerCrashed
 from ppy.run.worker import ERROR, HEADER, RESULT, encode_call
@@ -159,7 +160,7 @@ class IsolatedRunner:
         log.info("isolate: %d workers ready (pids %s)", self.size, " ".join(str(w.pid) for w in self.workers))
 
     def start_sync(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float,
-                   settle: Callable[[Any, PpyError | None], None]) -> bool:
+                   settle: Settle) -> bool:
         """Every call is awaited through :meth:`run` (its worker's reply is read by a task anyway)."""
         return False
 

@@ -31,6 +31,9 @@ class ServerState:
     #: ("tcp", "uds", "http"); empty when this process binds its own.
     listen_sockets: dict[str, list[socket.socket]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.dispatcher.spawn = self.spawn  # call tasks are tracked, so the drain can wait for them
+
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Start a call task the drain will wait for."""
         task = asyncio.get_running_loop().create_task(coro)

@@ -23,9 +23,6 @@ from ppy.wire.lines import LineDecoder
 
 log = logging.getLogger("ppy.server")
 
-CUT_OFF = ("server is shutting down and this call did not finish within the drain deadline "
-           "(--timeout); it may have run partly: check before retrying")
-
 
 class ConnectionBase(asyncio.Protocol):
     def __init__(self, state: ServerState) -> None:

@@ -12,8 +12,11 @@ from ppy.wire.model import Call
 _FUNC = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 
 
-def parse_payload(payload: bytes, max_depth: int) -> Call:
-    """``{"entry", "func", "param", "token"?}`` → Call, or raise a PpyError saying what is wrong."""
+def parse_payload(payload: bytes, max_depth: int, str_params: bool = False) -> Call:
+    """``{"entry", "func", "param", "token"?}`` → Call, or raise a PpyError saying what is wrong.
+
+    ``str_params`` (``--legacy-str-params``) passes ``str(value)`` of each positional param, as the seed did.
+    """
     doc = jsonvalue.decode(payload, max_depth)
     if not isinstance(doc, dict):
         raise InvalidRequest('payload must be a JSON object {"entry": ..., "func": ..., "param": [...]}')
@@ -29,6 +32,8 @@ def parse_payload(payload: bytes, max_depth: int) -> Call:
         param = []
     if not isinstance(param, (list, dict)):
         raise InvalidRequest('"param" must be an array (positional) or an object (keyword arguments)')
+    if str_params and isinstance(param, list):
+        param = [str(v) for v in param]
     timeout = doc.get("timeout")
     if timeout is not None and (type(timeout) not in (int, float) or timeout <= 0):
         raise InvalidRequest('"timeout" must be a positive number of seconds')

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any, cast
 
-from ppy.app.dispatch import PENDING
+from ppy.app.dispatch import CUT_OFF
 from ppy.errors import CallTimeout, Overloaded, PpyError
-from ppy.server.tcp.base import CUT_OFF, ConnectionBase
+from ppy.server.tcp.base import ConnectionBase
 from ppy.wire import jsonrpc, jsonvalue
 from ppy.wire.model import Call
 
@@ -42,22 +40,17 @@ class LinesCalls(ConnectionBase):
             if not item.notify:
                 out.append(jsonrpc.encode_error(item.id, exc))
             return
-        if started is PENDING:  # the runner calls _settled when it is done: no task
+        if started is None:  # running: _settled is called when it ends
             self.inflight += 1
             self.queued += 1
             return
-        if isinstance(started, bytes):
-            if item.method == "rpc.auth":
-                self.authed = True
-            if not item.notify:
-                out.append(jsonrpc.encode_result(item.id, started))
-            return
-        self.inflight += 1
-        self.queued += 1
-        self.state.spawn(self._run_one(item, cast(Coroutine[Any, Any, bytes], started)))
+        if item.method == "rpc.auth":
+            self.authed = True
+        if not item.notify:
+            out.append(jsonrpc.encode_result(item.id, started))
 
     def _settled(self, item: Call, outcome: bytes | PpyError) -> None:
-        """A call begun with PENDING has ended (on the loop, from the lane's delivery)."""
+        """A call that did not finish at once has ended (on the loop: a runner callback or its task)."""
         if not item.notify:
             if isinstance(outcome, PpyError):
                 self._send_soon(jsonrpc.encode_error(item.id, outcome))
@@ -75,22 +68,6 @@ class LinesCalls(ConnectionBase):
         if item.method == "rpc.auth":
             self.authed = True
         return None if item.notify else jsonrpc.encode_result(item.id, result)
-
-    async def _run_one(self, item: Call, started: Coroutine[Any, Any, bytes]) -> None:
-        try:
-            try:
-                result = await started
-            except PpyError as exc:
-                reply = None if item.notify else jsonrpc.encode_error(item.id, exc)
-            else:
-                reply = None if item.notify else jsonrpc.encode_result(item.id, result)
-            if reply is not None:
-                self._send_soon(reply)
-        except asyncio.CancelledError:  # the drain deadline passed: still one answer per request
-            self._write_errors([item], False, CallTimeout(CUT_OFF))
-            raise
-        finally:
-            self._call_done(1)
 
     async def _run_batch(self, items: list[jsonrpc.Item]) -> None:
         try:
