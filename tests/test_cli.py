@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import ppy
+import ppy.config
 from conftest import APPS, PPY, ROOT, Server, free_port, legacy_frame, recv_all, recv_line
 
 pytestmark = pytest.mark.timeout(90)

@@ -360,3 +360,19 @@ def test_lone_surrogate_result() -> None:
     with pytest.raises(InternalError):
         jsonvalue.encode(["\ud800"])
     assert jsonvalue.encode_legacy("\ud800") == b'{"data": "\\ud800", "error": ""}'
+
+
+@given(st.lists(st.binary(max_size=30).filter(lambda b: b"\n" not in b), max_size=20),
+       st.integers(min_value=1, max_value=5))
+def test_lines_returned_a_few_at_a_time_are_the_same_lines(parts: list[bytes], limit: int) -> None:
+    """Flow control asks for a few lines at a time; the rest stay undecoded, and nothing changes."""
+    data = b"".join(p + b"\n" for p in parts) + b"tail"
+    whole = LineDecoder(100).feed(data)
+    decoder = LineDecoder(100)
+    got = decoder.feed(data, limit)
+    while decoder.ready:
+        more = decoder.feed(b"", limit)
+        assert len(more) <= limit
+        got += more
+    assert got == whole
+    assert decoder.pending == 4  # b"tail", still waiting for its newline

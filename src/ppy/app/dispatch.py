@@ -236,7 +236,7 @@ class Dispatcher:
         """Await the runner and complete the handle, whatever happens (cancellation included)."""
         try:
             result = await self.runner.run(fn, args, kwargs, self._timeout(handle.call))
-        except asyncio.CancelledError:  # the drain deadline passed: still one answer per request
+        except (asyncio.CancelledError, GeneratorExit):  # the drain deadline passed: still one answer
             handle.settle(None, CallTimeout(CUT_OFF))
             raise
         except BaseException as exc:

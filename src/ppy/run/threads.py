@@ -72,7 +72,7 @@ class ThreadRunner:
                                           on_abandon=functools.partial(_waits, fn) if cpu_bound else None)
         except Expired:  # the lane enforces sync calls' deadlines, one timer per batch
             raise _past_deadline(fn, timeout) from None
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit):  # the task ends, not the function's call
             raise
         except BaseException as exc:
             # Only the TimeoutError of our own deadline is -32001; one the function raised itself

@@ -73,7 +73,14 @@ class LegacyDecoder:
         """
         return len(self._buf) + (HEADER_SIZE if self._need is not None else 0)
 
-    def feed(self, data: bytes) -> list[bytes]:
+    @property
+    def ready(self) -> bool:
+        """Always False: every complete frame is returned by the ``feed`` that completes it."""
+        return False
+
+    def feed(self, data: bytes, limit: int | None = None) -> list[bytes]:
+        """Complete payloads in ``data`` (``limit`` is accepted for symmetry with the lines decoder:
+        a legacy connection carries one call, so there is never more than one to hold back)."""
         self._buf += data
         frames: list[bytes] = []
         while True:

@@ -73,3 +73,8 @@ async def stubborn(seconds: float = 30.0) -> str:
         except BaseException:  # the point of this function
             pass
     return "finished"
+
+
+async def nap(seconds: float = 0.1) -> float:
+    await asyncio.sleep(seconds)
+    return seconds

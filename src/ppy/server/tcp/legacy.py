@@ -4,41 +4,39 @@ from __future__ import annotations
 
 from ppy.errors import PpyError
 from ppy.server.tcp import legacy_call as legacy
-from ppy.server.tcp.base import ConnectionBase
+from ppy.server.tcp.dialect import Link
 from ppy.wire import jsonvalue
-from ppy.wire.legacy import encode_frame
+from ppy.wire.legacy import LegacyDecoder, encode_frame
 from ppy.wire.model import Call
 
+DIALECT = "legacy"
 
-class LegacyCalls(ConnectionBase):
-    def _on_legacy(self, payload: bytes) -> None:
-        # One call per connection, as the seed did: ignore anything after the frame.
-        self.done_reading = True
-        if self.transport:
-            self.transport.pause_reading()
+
+class LegacyHandler:
+    def __init__(self, conn: Link) -> None:
+        self.conn = conn
+        self.dispatcher = conn.state.dispatcher
+        self.config = conn.state.config
+        self.decoder = LegacyDecoder(self.config.max_frame_bytes)
+
+    def error_frame(self, error: PpyError) -> bytes:
+        return encode_frame(jsonvalue.encode_legacy_error(legacy.error_message(error)))
+
+    def handle(self, payload: bytes) -> bool:
+        conn = self.conn
+        conn.finish_reading()  # one call per connection, as the seed did: ignore anything after the frame
         try:
             call = legacy.parse_payload(payload, self.config.max_depth, self.config.legacy_str_params)
+            authed = conn.authed or self.dispatcher.check_token(call.token)
+            started = self.dispatcher.begin(call, DIALECT, authed, jsonvalue.encode_legacy, self._settled)
         except PpyError as exc:
-            self._write_legacy_error(exc)
-            self._close()
-            return
-        authed = self.authed or self.dispatcher.check_token(call.token)
-        try:
-            started = self.dispatcher.begin(call, "legacy", authed, jsonvalue.encode_legacy, self._settled_legacy)
-        except PpyError as exc:
-            self._write_legacy_error(exc)
-            self._close()
-            return
-        if started is not None:  # finished at once
-            self._write(encode_frame(started))
-            self._close()
-            return
-        self.inflight += 1  # _settled_legacy is called when it ends
-
-    def _settled_legacy(self, call: Call, outcome: bytes | PpyError) -> None:
-        if isinstance(outcome, PpyError):
-            self._write_legacy_error(outcome)
+            conn.send(self.error_frame(exc))
+            return True
+        if started is None:  # running: _settled is called when it ends
+            conn.calls += 1
         else:
-            self._write(encode_frame(outcome))
-        self.inflight -= 1
-        self._close()
+            conn.send(encode_frame(started))
+        return True
+
+    def _settled(self, call: Call, outcome: bytes | PpyError) -> None:
+        self.conn.finished(1, self.error_frame(outcome) if isinstance(outcome, PpyError) else encode_frame(outcome))
