@@ -54,6 +54,9 @@ HIGH_WATER = 1024 * 1024
 LOW_WATER = 256 * 1024
 #: Requests decoded at a time: the rest of a read stays as bytes in the decoder until handled.
 CHUNK_LINES = 64
+#: Requests one connection may handle per turn of the event loop: a client that sent thousands in one
+#: read takes turns with the others instead of holding the loop for the whole read.
+TURN_BUDGET = 32
 #: Replies of one loop turn queued past this many bytes are written at once (and may pause us).
 FLUSH_BYTES = 64 * 1024
 #: Wrong tokens (``rpc.auth``) one connection may try before it is closed.
@@ -184,10 +187,15 @@ class Connection(asyncio.Protocol):
         if handler is None or self._pumping:
             return
         self._pumping = True
+        budget = TURN_BUDGET
         try:
             lines = self._lines
             while (self.phase is Phase.OPEN or self.phase is Phase.EOF) and not self._output_blocked \
                     and self.calls < self.window:
+                if not budget:  # let other connections have the loop; go on in the next turn
+                    self.loop.call_soon(self._pump)
+                    break
+                budget -= 1
                 if not lines:
                     if not handler.decoder.ready:
                         break
