@@ -32,6 +32,8 @@ from ppy.wire.legacy import HEADER_SIZE, LegacyDecoder, encode_frame
 from ppy.wire.lines import LineDecoder, encode_line
 from ppy.wire.model import Call
 
+pytestmark = pytest.mark.fast
+
 # Modest, so the whole suite stays fast; no deadline (CI machines stall).
 PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -24,6 +24,8 @@ from ppy.wire.lines import LineDecoder, encode_line
 from ppy.wire.model import Call
 from ppy.wire.sniff import Verdict, sniff
 
+pytestmark = pytest.mark.fast
+
 VECTORS = Path(__file__).parent / "vectors"
 
 
