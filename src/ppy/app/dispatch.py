@@ -22,6 +22,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ppy.app.discover import document
@@ -48,7 +49,42 @@ CUT_OFF = ("server is shutting down and this call did not finish within the drai
            "(--timeout); it may have run partly: check before retrying")
 
 
+@dataclass(frozen=True)
+class RunnerStatistics:
+    """A snapshot of a runner's state, for metrics and the console (all counts since start)."""
+
+    kind: str  # "threads" or "isolate"
+    capacity: int  # threads, or worker processes
+    busy: int  # worker processes running a call (0 for threads: not tracked per call)
+    abandoned: int  # async calls that ignored their deadline's cancellation and were closed
+    timeouts: int = 0  # --isolate: workers stopped at a deadline
+    crashes: int = 0  # --isolate: workers that died during a call
+    recycled: int = 0  # --isolate: workers replaced after --max-jobs or --max-worker-memory
+
+
 class Runner(Protocol):
+    """What runs a function's call: in-process threads and the loop, or isolated worker processes."""
+
+    #: Whether calls run in other processes that import the app themselves (--isolate): a reload
+    #: restarts them, so a reload that breaks an entry must not reach them.
+    isolated: bool
+    #: Called with (seconds, why) each time a worker process is replaced (never for threads).
+    respawn_observers: list[Callable[[float, str], None]]
+
+    async def start(self) -> None:
+        """Get ready before the server accepts calls; raise RuntimeError with a message if it cannot."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop, after the drain: release threads or stop worker processes."""
+        ...
+
+    def reload(self) -> None:
+        """The app code on disk changed (``--reload``): calls from now on use the new code."""
+        ...
+
+    def statistics(self) -> RunnerStatistics: ...
+
     async def run(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float) -> Any: ...
 
     def start_sync(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float,

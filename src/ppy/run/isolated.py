@@ -42,7 +42,7 @@ from typing import Any
 
 import msgspec
 
-from ppy.app.dispatch import Settle
+from ppy.app.dispatch import RunnerStatistics, Settle
 from ppy.app.function import Function
 from ppy.errors import ERROR_BY_CODE, ApplicationError, CallTimeout, InternalError, PpyError, WorkerCrashed
 from ppy.run.worker import ERROR, HEADER, RESULT, encode_call
@@ -125,6 +125,8 @@ class _OverMemory(Exception):
 
 
 class IsolatedRunner:
+    isolated = True
+
     def __init__(self, app_dir: Path, *, size: int, max_jobs: int = 0, max_memory_mb: int = 0,
                  debug: bool = False) -> None:
         self.app_dir = Path(app_dir)
@@ -192,6 +194,9 @@ class IsolatedRunner:
     @property
     def busy(self) -> int:
         return sum(1 for w in self.workers if w.busy)
+
+    def statistics(self) -> RunnerStatistics:
+        return RunnerStatistics("isolate", self.size, self.busy, 0, self.timeouts, self.crashes, self.recycled)
 
     # -- one call -------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ppy.app.dispatch import Settle, application_error
+from ppy.app.dispatch import RunnerStatistics, Settle, application_error
 from ppy.app.function import Function
 from ppy.errors import CallTimeout
 from ppy.run.lane import Expired, SyncLane
@@ -44,11 +44,15 @@ CPU_SHARE = 0.5 / CPU_SLOTS
 
 
 class ThreadRunner:
+    isolated = False
+
     def __init__(self, threads: int, *, debug: bool = False) -> None:
+        self.threads = threads
+        self.respawn_observers: list[Callable[[float, str], None]] = []  # never called: no processes
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ppy-call")
         self.lane = SyncLane(self.pool, min(CPU_SLOTS, threads))
         self.debug = debug
-        self.abandoned = 0  # async calls that ignored their deadline's cancellation (see _Rest)
+        self.abandoned = 0  # async calls that ignored their deadline's cancellation (see Resume)
 
     async def run(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float) -> Any:
         deadline: asyncio.Timeout | None = None
@@ -63,7 +67,7 @@ class ThreadRunner:
                 except StopIteration as done:
                     return done.value
                 async with asyncio.timeout(timeout) as deadline:
-                    return await _Rest(coro, waiting, self._abandoned)
+                    return await Resume(coro, waiting, self._abandoned)
             cpu_bound = fn.cpu_bound
             if cpu_bound is None:  # never measured: this call runs at once and tells; calls of the
                 fn.cpu_bound = True  # same function arriving before it returns wait for a CPU slot
@@ -110,6 +114,18 @@ class ThreadRunner:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+    async def start(self) -> None:
+        """Threads start on demand: nothing to wait for."""
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def reload(self) -> None:
+        """Calls look their function up in the dispatcher's new registry: nothing to restart."""
+
+    def statistics(self) -> RunnerStatistics:
+        return RunnerStatistics("threads", self.threads, 0, self.abandoned)
 
 
 class SyncCall:
@@ -171,7 +187,7 @@ def _timed_call(fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         fn.cpu_bound = time.thread_time() - cpu >= CPU_SHARE * wall
 
 
-class _Rest:
+class Resume:
     """Awaiting this resumes a coroutine whose first step already ran and yielded ``waiting``.
 
     It hands what the coroutine yields to the task and what the task sends (or throws, such as

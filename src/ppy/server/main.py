@@ -198,12 +198,10 @@ async def serve(config: Config, link: WorkerLink | None = None,
         reload.prepare()
     state = build_state(config)
     state.listen_sockets = sockets or {}
-    runner = state.dispatcher.runner
-    if isinstance(runner, IsolatedRunner):
-        try:
-            await runner.start()
-        except RuntimeError as exc:
-            raise StartupError(str(exc)) from None
+    try:
+        await state.dispatcher.runner.start()
+    except RuntimeError as exc:
+        raise StartupError(str(exc)) from None
     reloader = None
     if config.reload:
         reloader = reload.Reloader(state)
@@ -262,11 +260,7 @@ async def drain(state: ServerState, servers: list[Any]) -> None:
     for server in servers:
         server.close()
     await _finish_calls_and_connections(state)
-    runner = state.dispatcher.runner
-    if isinstance(runner, IsolatedRunner):
-        await runner.aclose()
-    else:
-        runner.close()
+    await state.dispatcher.runner.aclose()
     if state.config.uds and not state.listen_sockets:  # a supervisor owns a shared socket's path
         try:
             os.unlink(state.config.uds)
