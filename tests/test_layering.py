@@ -1,4 +1,4 @@
-"""The layering of DESIGN-NOTES §1, enforced on the source with ``ast``.
+"""The layering of docs/architecture.md, enforced on the source with ``ast``.
 
     errors, config, logs  <-  wire  <-  app  <-  run  <-  server  <-  cli, ls, stubs, bench_cli, __main__
                               wire  <-  client  <-  the package root (public API) and the CLI

@@ -1,4 +1,4 @@
-"""Every limit of SPEC §4 against a real ``ppy serve``: it is enforced, answered with a clear
+"""Every limit of docs/security.md against a real ``ppy serve``: it is enforced, answered with a clear
 error in the client's dialect, and leaves the server serving healthy clients.
 """
 

@@ -1,10 +1,10 @@
-"""Property tests of the codec invariants (DESIGN-NOTES §3), with hypothesis.
+"""Property tests of the codec invariants (docs/protocol.md), with hypothesis.
 
 - any bytes, split anywhere -> messages or ProtocolError, nothing else, and the
   same outcome however the stream was split; memory held stays bounded;
 - decode(encode(m)) == m for legacy frames, lines and JSON-RPC requests;
 - jsonrpc.parse never raises; nesting 100,000 deep is InvalidRequest, not RecursionError;
-- results: NaN/Infinity are InternalError, and the SPEC §1 extra types encode the
+- results: NaN/Infinity are InternalError, and the docs/app-folder.md extra types encode the
   same way in the lines/HTTP encoder and the legacy (json.dumps) encoder.
 """
 
@@ -272,7 +272,7 @@ def test_null_results_are_not_mistaken_for_nan() -> None:
 
 
 def expected_builtins(value: Any) -> Any:
-    """SPEC §1, spelled out independently of msgspec: what each extra type becomes in JSON."""
+    """docs/app-folder.md, spelled out independently of msgspec: what each extra type becomes in JSON."""
     if isinstance(value, enum.Enum):
         return expected_builtins(value.value)
     if isinstance(value, (tuple, list, set, frozenset)):

@@ -6,7 +6,7 @@ CLI builds its parser from these fields, so an option is never declared
 twice.  Flags win over the environment, the environment over the defaults.
 
 The default limits are modelled on Redis, nginx, HAProxy, gRPC and uvicorn
-(SPEC §4); each comment says why that value.
+(docs/security.md); each comment says why that value.
 """
 
 from __future__ import annotations

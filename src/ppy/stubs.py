@@ -1,4 +1,4 @@
-"""``ppy stubs php``: a typed PHP class generated from the discovery document (SPEC §5).
+"""``ppy stubs php``: a typed PHP class generated from the discovery document (README.md).
 
 One method per exposed function (``billing.invoice.total`` → ``billing_invoice_total()``),
 native PHP types and richer PHPDoc types from the JSON Schemas that ``rpc.discover``

@@ -88,7 +88,7 @@ class Registry:
 
 
 def exposed(module: ModuleType) -> list[tuple[str, Callable[..., Any]]]:
-    """Public functions *defined* in ``module`` (SPEC §1), honouring ``__all__``."""
+    """Public functions *defined* in ``module`` (docs/app-folder.md), honouring ``__all__``."""
     names = getattr(module, "__all__", None)
     if names is None:
         names = [n for n in vars(module) if not n.startswith("_")]

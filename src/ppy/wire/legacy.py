@@ -1,4 +1,4 @@
-"""The seed's framing, byte for byte (SPEC §2.1).
+"""The seed's framing, byte for byte (docs/protocol.md, section 2).
 
 A frame is an 11-byte ASCII header followed by the payload::
 

@@ -1,4 +1,4 @@
-"""Newline-delimited framing for the lines dialect (SPEC §2.2).
+"""Newline-delimited framing for the lines dialect (docs/protocol.md, section 3).
 
     offset  size  content
     0       N     one UTF-8 JSON-RPC request object or batch array

@@ -1,4 +1,4 @@
-"""Tell a connection's dialect from its first bytes (SPEC §2).
+"""Tell a connection's dialect from its first bytes (docs/protocol.md).
 
     first non-whitespace byte   dialect
     0-9                         legacy (11-byte header frames)

@@ -1,4 +1,4 @@
-"""HTTP: the ASGI application of SPEC §3, and uvicorn serving it inside ``ppy serve``'s own event loop.
+"""HTTP: the ASGI application of docs/http.md, and uvicorn serving it inside ``ppy serve``'s own event loop.
 
 :func:`create_app` builds a Starlette app around a :class:`ServerState` —
 the same registry, dispatcher (limits, token, error model) and connection
@@ -137,7 +137,7 @@ def _not_found(request: Request, exc: Exception) -> Response:
 
 def create_app(app_dir: str | Path | None = None, *, state: ServerState | None = None,
                **options: Any) -> Starlette:
-    """The ASGI app of SPEC §3.
+    """The ASGI app of docs/http.md.
 
     ``ppy serve`` passes its own ``state``.  Standalone (another ASGI server,
     or mounted in FastAPI) it builds one from ``app_dir`` and ``options`` —

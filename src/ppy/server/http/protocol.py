@@ -1,4 +1,4 @@
-"""uvicorn's httptools protocol with the two deadlines uvicorn lacks (SPEC §4: every wait is bounded).
+"""uvicorn's httptools protocol with the two deadlines uvicorn lacks (docs/security.md: every wait is bounded).
 
 uvicorn closes a keep-alive connection idle *between* requests, but a
 connection that never sends a first request, or trickles its headers one
