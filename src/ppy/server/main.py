@@ -19,16 +19,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ppy import __version__
-from ppy.app.dispatch import Dispatcher
-from ppy.app.registry import Registry
 from ppy.config import Config
-from ppy.run.isolated import IsolatedRunner
-from ppy.run.threads import ThreadRunner
-from ppy.server.state import ServerState
+from ppy.server.state import SERVICE_TASK, ServerState, build_state
+from ppy.server.state import StartupError as StartupError  # re-exported: the CLI and supervisor catch it
+from ppy.server.state import default_app_dir as default_app_dir  # re-exported for ls, stubs, supervisor
 from ppy.server.tcp.connection import Connection
 
 log = logging.getLogger("ppy.server")
@@ -36,14 +33,8 @@ log = logging.getLogger("ppy.server")
 #: Deep enough that a burst of one-shot legacy clients never waits for a SYN retry (nginx uses 511; we
 #: ask for more and let net.core.somaxconn cap it).
 BACKLOG = 4096
-#: The name of a task in state.tasks that serves a listener rather than a call (ppy.server.http).
-SERVICE_TASK = "ppy-service"
 #: ThreadRunner's pool thread names start with this (``thread_name_prefix`` in run/threads.py).
 CALL_THREAD_PREFIX = "ppy-call"
-
-
-class StartupError(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -53,13 +44,6 @@ class WorkerLink:
     index: int
     ready_fd: int  # one byte is written here once the worker serves
     lifeline_fd: int  # EOF here means the supervisor is gone: drain and exit
-
-
-def default_app_dir() -> Path:
-    local = Path("app")
-    if local.is_dir():
-        return local
-    return Path(__file__).resolve().parent.parent / "demo_app"
 
 
 def is_loopback(host: str) -> bool:
@@ -82,26 +66,6 @@ def check_safety(config: Config) -> None:
             f"refusing to listen on non-loopback --host {config.host} without a token: anyone who can reach "
             "it could run your functions. Give --token-file FILE (recommended), or --insecure if a firewall "
             "already protects this port.")
-
-
-def build_state(config: Config) -> ServerState:
-    app_dir = config.app_dir or default_app_dir()
-    if not Path(app_dir).is_dir():
-        raise StartupError(f"app folder {app_dir} does not exist; create it or pass another APP_DIR")
-    try:
-        token = config.token  # read once, so a bad file fails at start-up
-    except ValueError as exc:
-        raise StartupError(str(exc)) from None
-    del token
-    registry = Registry.build(Path(app_dir))
-    runner: ThreadRunner | IsolatedRunner
-    if config.isolate:
-        runner = IsolatedRunner(Path(app_dir), size=config.pool_size, max_jobs=config.max_jobs,
-                                max_memory_mb=config.max_worker_memory, debug=config.debug)
-    else:
-        runner = ThreadRunner(config.threads, debug=config.debug)
-    dispatcher = Dispatcher(config, registry, runner, __version__)
-    return ServerState(config, dispatcher)
 
 
 def _prepare_uds(path: str) -> None:
@@ -180,7 +144,7 @@ async def start_listeners(state: ServerState) -> list[Any]:
     if config.http_port:
         from ppy.server.http import app as http
 
-        servers.append(await http.start(state))
+        servers.append(await http.start(state, bind_tcp))
     return servers
 
 

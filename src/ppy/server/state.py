@@ -7,10 +7,22 @@ import socket
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
+from ppy import __version__
 from ppy.app.dispatch import Dispatcher
+from ppy.app.registry import Registry
 from ppy.config import Config
+from ppy.run.isolated import IsolatedRunner
+from ppy.run.threads import ThreadRunner
+
+#: The name of a task in state.tasks that serves a listener rather than a call (ppy.server.http).
+SERVICE_TASK = "ppy-service"
+
+
+class StartupError(Exception):
+    """The server cannot start; the message says what to do (the CLI prints it and exits non-zero)."""
 
 
 class Closable(Protocol):
@@ -44,3 +56,31 @@ class ServerState:
     @property
     def open_connections(self) -> int:
         return len(self.connections)
+
+
+def default_app_dir() -> Path:
+    local = Path("app")
+    if local.is_dir():
+        return local
+    return Path(__file__).resolve().parent.parent / "demo_app"
+
+
+def build_state(config: Config) -> ServerState:
+    """Load the app and build its runner and dispatcher: what every listener of this process shares."""
+    app_dir = config.app_dir or default_app_dir()
+    if not Path(app_dir).is_dir():
+        raise StartupError(f"app folder {app_dir} does not exist; create it or pass another APP_DIR")
+    try:
+        token = config.token  # read once, so a bad file fails at start-up
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    del token
+    registry = Registry.build(Path(app_dir))
+    runner: ThreadRunner | IsolatedRunner
+    if config.isolate:
+        runner = IsolatedRunner(Path(app_dir), size=config.pool_size, max_jobs=config.max_jobs,
+                                max_memory_mb=config.max_worker_memory, debug=config.debug)
+    else:
+        runner = ThreadRunner(config.threads, debug=config.debug)
+    dispatcher = Dispatcher(config, registry, runner, __version__)
+    return ServerState(config, dispatcher)

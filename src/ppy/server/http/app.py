@@ -19,6 +19,7 @@ import asyncio
 import logging
 import math
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +146,7 @@ def create_app(app_dir: str | Path | None = None, *, state: ServerState | None =
     ``allowed_hosts="*"`` — over the ``PPY_*`` environment variables.
     """
     if state is None:
-        from ppy.server.main import build_state
+        from ppy.server.state import build_state
 
         values = cfg.from_env()
         if app_dir is not None:
@@ -213,20 +214,21 @@ class HttpServer:
         self.server.should_exit = True
 
 
-async def start(state: ServerState) -> HttpServer:
+async def start(state: ServerState,
+                bind_tcp: Callable[[str, int, str], list[socket.socket]]) -> HttpServer:
     """Serve :func:`create_app` with uvicorn (httptools) on ``--http-port``, in the running event loop.
 
     uvicorn's ``serve()`` would install its own SIGTERM/SIGINT handlers and its
     ``startup()`` exits the process when a bind fails, so ppy binds the sockets
     itself and drives uvicorn's startup / main loop / shutdown directly; ppy's
-    drain stays in charge of signals.  uvicorn's access log is off: the
-    dispatcher logs calls once, for every dialect.  The protocol is uvicorn's
-    httptools one plus the connect and header deadlines (http_protocol.py).
+    drain stays in charge of signals (``bind_tcp`` is the server's own binding, passed in so this module
+    does not import ppy.server.main).  uvicorn's access log is off: the dispatcher logs calls once, for
+    every dialect.  The protocol is uvicorn's httptools one plus the connect and header deadlines (http_protocol.py).
     """
     import uvicorn
 
     from ppy.server.http.protocol import protocol_class
-    from ppy.server.main import SERVICE_TASK, bind_tcp
+    from ppy.server.state import SERVICE_TASK
 
     config = state.config
     app = create_app(state=state)
