@@ -30,7 +30,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-ENTRY_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*\Z")
+from ppy.wire.model import ENTRY_RE
+
 _PART_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _counter = itertools.count()
 

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import enum
 
-LEGACY = "legacy"
-LINES = "lines"
+from ppy.wire.model import Dialect
 
 
 class Verdict(enum.Enum):
-    LEGACY = LEGACY
-    LINES = LINES
+    LEGACY = Dialect.LEGACY.value
+    LINES = Dialect.LINES.value
     NEED_MORE = "need-more"
     JSONISH = "jsonish"
     REJECT = "reject"

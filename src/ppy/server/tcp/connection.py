@@ -40,6 +40,7 @@ from ppy.server.tcp.dialect import Handler
 from ppy.server.tcp.legacy import LegacyHandler
 from ppy.server.tcp.lines import LinesHandler
 from ppy.wire import jsonrpc
+from ppy.wire.model import Dialect
 from ppy.wire.sniff import Verdict, sniff
 
 log = logging.getLogger("ppy.server")
@@ -85,7 +86,7 @@ class Connection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.phase = Phase.SNIFFING
-        self.dialect: str | None = None
+        self.dialect: Dialect | None = None
         self.handler: Handler | None = None
         self.prefix = b""  # bytes received before the dialect is known
         self.authed = state.dispatcher.token is None
@@ -285,7 +286,7 @@ class Connection(asyncio.Protocol):
                 "or is shutting down; retry later")))
             self._close()
             return False
-        self.dialect = verdict.value
+        self.dialect = Dialect(verdict.value)
         self.state.by_dialect[self.dialect] += 1
         self.phase = Phase.OPEN
         return True

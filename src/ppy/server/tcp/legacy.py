@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 from ppy.errors import PpyError
-from ppy.server.tcp import legacy_call as legacy
 from ppy.server.tcp.dialect import Link
-from ppy.wire import jsonvalue
-from ppy.wire.legacy import LegacyDecoder, encode_frame
-from ppy.wire.model import Call
-
-DIALECT = "legacy"
+from ppy.wire import legacy
+from ppy.wire.model import Call, Dialect
 
 
 class LegacyHandler:
@@ -17,10 +13,10 @@ class LegacyHandler:
         self.conn = conn
         self.dispatcher = conn.state.dispatcher
         self.config = conn.state.config
-        self.decoder = LegacyDecoder(self.config.max_frame_bytes)
+        self.decoder = legacy.LegacyDecoder(self.config.max_frame_bytes)
 
     def error_frame(self, error: PpyError) -> bytes:
-        return encode_frame(jsonvalue.encode_legacy_error(legacy.error_message(error)))
+        return legacy.encode_error(error)
 
     def handle(self, payload: bytes) -> bool:
         conn = self.conn
@@ -28,15 +24,16 @@ class LegacyHandler:
         try:
             call = legacy.parse_payload(payload, self.config.max_depth, self.config.legacy_str_params)
             authed = conn.authed or self.dispatcher.check_token(call.token)
-            started = self.dispatcher.begin(call, DIALECT, authed, jsonvalue.encode_legacy, self._settled)
+            started = self.dispatcher.begin(call, Dialect.LEGACY, authed, legacy.encode_result, self._settled)
         except PpyError as exc:
-            conn.send(self.error_frame(exc))
+            conn.send(legacy.encode_error(exc))
             return True
         if started is None:  # running: _settled is called when it ends
             conn.calls += 1
         else:
-            conn.send(encode_frame(started))
+            conn.send(legacy.encode_reply(started))
         return True
 
     def _settled(self, call: Call, outcome: bytes | PpyError) -> None:
-        self.conn.finished(1, self.error_frame(outcome) if isinstance(outcome, PpyError) else encode_frame(outcome))
+        self.conn.finished(1, legacy.encode_error(outcome) if isinstance(outcome, PpyError)
+                           else legacy.encode_reply(outcome))

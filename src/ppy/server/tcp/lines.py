@@ -9,11 +9,11 @@ from ppy.errors import CallTimeout, Overloaded, PpyError, Unauthorized
 from ppy.server.tcp.dialect import Link
 from ppy.wire import jsonrpc, jsonvalue
 from ppy.wire.lines import LineDecoder
-from ppy.wire.model import Call
+from ppy.wire.model import Call, Dialect
 
 SHUTTING_DOWN = ("server is shutting down and takes no new requests; "
                  "retry on a new connection (to this server once restarted, or another one)")
-DIALECT = "lines"
+DIALECT = Dialect.LINES
 
 
 class LinesHandler:
