@@ -19,7 +19,8 @@ import pytest
 
 from conftest import APPS
 from harness import Pipe, request, serve_in_memory, until
-from ppy.server.tcp.connection import HIGH_WATER, MAX_WRONG_TOKENS, Phase
+from ppy.server.tcp.auth import MAX_WRONG_TOKENS
+from ppy.server.tcp.connection import HIGH_WATER, Phase
 
 APP = APPS / "hostile"
 pytestmark = [pytest.mark.fast, pytest.mark.timeout(60)]

@@ -30,12 +30,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
 from collections import deque
 from typing import cast
 
 from ppy.errors import InvalidRequest, Overloaded, ParseError, ProtocolError
 from ppy.server.state import ServerState
+from ppy.server.tcp.auth import MAX_WRONG_TOKENS, log_wrong_tokens
 from ppy.server.tcp.dialect import Handler
 from ppy.server.tcp.legacy import LegacyHandler
 from ppy.server.tcp.lines import LinesHandler
@@ -60,10 +60,6 @@ CHUNK_LINES = 64
 TURN_BUDGET = 32
 #: Replies of one loop turn queued past this many bytes are written at once (and may pause us).
 FLUSH_BYTES = 64 * 1024
-#: Wrong tokens (``rpc.auth``) one connection may try before it is closed.
-MAX_WRONG_TOKENS = 10
-#: At most one "closed after wrong tokens" log line per this many seconds (others are counted).
-WRONG_TOKEN_LOG_EVERY_S = 10.0
 
 
 class Phase(enum.Enum):
@@ -256,7 +252,7 @@ class Connection(asyncio.Protocol):
         self.wrong_tokens += 1
         if self.wrong_tokens < MAX_WRONG_TOKENS:
             return
-        _log_wrong_tokens(self._peer())
+        log_wrong_tokens(self._peer())
         self.phase = Phase.FINISHING
         self._lines.clear()
         self._set_reading(False)
@@ -441,18 +437,3 @@ class Connection(asyncio.Protocol):
     def _peer(self) -> str:
         peer = self.transport.get_extra_info("peername") if self.transport else None
         return str(peer or "unix socket")
-
-
-_wrong_token_log = [0.0, 0]  # last time logged, closes not logged since
-
-
-def _log_wrong_tokens(peer: str) -> None:
-    """Log a close for wrong tokens, at most once per WRONG_TOKEN_LOG_EVERY_S (a guesser makes many)."""
-    now = time.monotonic()
-    if now - _wrong_token_log[0] < WRONG_TOKEN_LOG_EVERY_S:
-        _wrong_token_log[1] += 1
-        return
-    more = int(_wrong_token_log[1])
-    _wrong_token_log[0], _wrong_token_log[1] = now, 0
-    log.warning("closing connection from %s after %d wrong tokens (rpc.auth)%s", peer, MAX_WRONG_TOKENS,
-                f"; {more} more such connections closed since the last report" if more else "")
