@@ -6,7 +6,7 @@ they only render the bytes or the :class:`PpyError` in their own shape.
 
 Every call that is admitted takes one in-flight slot and is represented by
 a :class:`CallHandle`.  The handle completes exactly once — with a result,
-an error or its deadline — through :meth:`CallHandle.complete`, which is the
+an error or its deadline — through :meth:`CallHandle.settle`, which is the
 only place that gives the slot back, logs, feeds the metrics and hands the
 reply to the front end.  Whatever ran the call (a built-in, a thread-lane
 callback, the CPU gate, an isolated worker, an ``async def`` task) ends
@@ -41,7 +41,7 @@ Encoder = Callable[[Any], bytes]
 #: then(call, encoded result or error): how a front end that passed it to begin() hears of the end.
 Then = Callable[[Call, "bytes | PpyError"], None]
 #: settle(result, None) or settle(None, error): how a runner ends a call it started with a callback.
-Settle = Callable[[Any, "BaseException | None"], None]
+Settle = Callable[[Any, "BaseException | None"], object]
 
 UNAUTHORIZED = ("token required: authenticate first (lines: call rpc.auth with [token]; legacy: add a "
                 '"token" key; HTTP: send Authorization: Bearer <token>)')
@@ -129,10 +129,11 @@ def application_error(method: str, exc: BaseException, debug: bool) -> Applicati
 
 
 class CallHandle:
-    """One admitted call, holding one in-flight slot until :meth:`complete` runs (exactly once).
+    """One admitted call, holding one in-flight slot until :meth:`settle` runs (exactly once).
 
     ``then`` (when a front end passed one) receives the encoded result or the error.  A runner that
-    starts the call with a callback gets :meth:`settle` as that callback.
+    starts the call with a callback gets :meth:`settle` as that callback; a task awaits the runner
+    and calls it.
     """
 
     __slots__ = ("call", "dialect", "dispatcher", "encode", "finished", "start", "then")
@@ -143,18 +144,12 @@ class CallHandle:
             dispatcher, call, dialect, start, encode, then)
         self.finished = False
 
-    def settle(self, result: Any, error: BaseException | None) -> None:
-        """Complete the call and hand its reply to the front end's ``then``."""
-        outcome = self.complete(result, error)
-        if outcome is None or self.then is None:
-            return
-        try:
-            self.then(self.call, outcome)
-        except Exception:  # a bug of a front end must not stop the runner delivering other results
-            log.exception("internal error while answering a call of %s", self.call.method)
+    def settle(self, result: Any, error: BaseException | None) -> bytes | PpyError | None:
+        """Complete the call: release the slot, encode, log, observe, and hand the reply to ``then``.
 
-    def complete(self, result: Any, error: BaseException | None) -> bytes | PpyError | None:
-        """Release the slot, encode, log and observe; None when the call had completed already."""
+        Returns the encoded result or the error; None when the call had completed already (a second
+        completion, such as a result arriving after the deadline answered, changes nothing).
+        """
         if self.finished:
             return None
         self.finished = True
@@ -178,7 +173,13 @@ class CallHandle:
             dispatcher._done(self.call, self.dialect, self.start, error)
         except Exception:  # logging or an observer failed: the reply still goes out
             log.exception("internal error while recording a call of %s", self.call.method)
-        return body if error is None else error
+        outcome = body if error is None else error
+        if self.then is not None:
+            try:
+                self.then(self.call, outcome)
+            except Exception:  # a bug of a front end must not stop the runner delivering other results
+                log.exception("internal error while answering a call of %s", self.call.method)
+        return outcome
 
 
 class Dispatcher:
@@ -194,7 +195,7 @@ class Dispatcher:
         self.inflight = 0
         self.observers: list[Observer] = []
         #: Starts the task of a call that needs one; the server replaces it with one the drain tracks.
-        self.spawn: Callable[[Coroutine[Any, Any, None]], object] = _create_task
+        self.spawn: Callable[[Coroutine[Any, Any, Any]], object] = _create_task
         self._ids = itertools.count(1)
         self._discovery: tuple[Registry, dict[str, Any]] | None = None
 
@@ -238,7 +239,7 @@ class Dispatcher:
             return started
         handle, fn, args, kwargs = started
         if fn.is_async or not self.runner.start_sync(fn, args, kwargs, self._timeout(call), handle.settle):
-            self.spawn(self._drive(handle, fn, args, kwargs))
+            self.spawn(self._run(handle, fn, args, kwargs))  # its settle() hands the reply to ``then``
         return None
 
     def _admit(self, call: Call, dialect: str, authed: bool, encode: Encoder, then: Then | None,
@@ -269,28 +270,19 @@ class Dispatcher:
 
     async def _run(self, handle: CallHandle, fn: Function, args: tuple[Any, ...],
                    kwargs: dict[str, Any]) -> bytes | PpyError:
-        """Await the runner and complete the handle, whatever happens (cancellation included)."""
+        """Await the runner and settle the handle, whatever happens (cancellation included): the task
+        of a call begun with ``then``, or the rest of :meth:`call`."""
         try:
             result = await self.runner.run(fn, args, kwargs, self._timeout(handle.call))
         except (asyncio.CancelledError, GeneratorExit):  # the drain deadline passed: still one answer
             handle.settle(None, CallTimeout(CUT_OFF))
             raise
         except BaseException as exc:
-            outcome = handle.complete(None, exc)
+            outcome = handle.settle(None, exc)
         else:
-            outcome = handle.complete(result, None)
+            outcome = handle.settle(result, None)
         assert outcome is not None  # only this coroutine completes a handle it runs
         return outcome
-
-    async def _drive(self, handle: CallHandle, fn: Function, args: tuple[Any, ...],
-                     kwargs: dict[str, Any]) -> None:
-        """The task of a call begun with ``then``."""
-        outcome = await self._run(handle, fn, args, kwargs)
-        if handle.then is not None:
-            try:
-                handle.then(handle.call, outcome)
-            except Exception:
-                log.exception("internal error while answering a call of %s", handle.call.method)
 
     def _timeout(self, call: Call) -> float:
         return self.timeout if call.timeout is None else min(call.timeout, self.timeout)
@@ -333,5 +325,5 @@ class Dispatcher:
         raise self.registry.not_found(method)
 
 
-def _create_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+def _create_task(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
     return asyncio.get_running_loop().create_task(coro)

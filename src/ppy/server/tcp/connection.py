@@ -222,15 +222,21 @@ class Connection(asyncio.Protocol):
 
     def finished(self, weight: int, reply: bytes | None) -> None:
         """``weight`` calls of this connection ended; ``reply`` (framed) is what they answer, if anything."""
-        self.calls -= weight
+        calls = self.calls = self.calls - weight
         if reply is not None:
-            if not self.calls and not self._out:  # nothing else to wait for: no extra loop turn
+            if not calls and not self._out:  # nothing else to wait for: no extra loop turn
                 self._write(reply)
-            else:
-                self.send(reply)
+            else:  # send(), inlined: this runs once per call
+                self._out.append(reply)
+                self._out_bytes += len(reply)
+                if self._out_bytes >= FLUSH_BYTES:
+                    self._flush()
+                elif not self._flush_posted:
+                    self._flush_posted = True
+                    self.loop.call_soon(self._flush)
         if not self._reading or self._lines:
             self._pump()  # the window may have opened
-        else:
+        elif not calls:
             self._maybe_close()
 
     def send(self, frame: bytes) -> None:
