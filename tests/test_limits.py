@@ -46,9 +46,9 @@ def defaults() -> Iterator[Server]:
 
 def test_max_inflight_answers_32002_at_once(tight: Server) -> None:
     with tight.connect(10) as sock:
-        sock.sendall(request("calls.sleep", [1.5], 1) + request("calls.asleep", [1.5], 2))
-        time.sleep(0.3)  # both are running now
-        sock.sendall(request("calls.echo", ["one too many"], 3))
+        # Calls are admitted in the order their lines arrive: 1 and 2 take both slots before 3 is read.
+        sock.sendall(request("calls.sleep", [1.5], 1) + request("calls.asleep", [1.5], 2)
+                     + request("calls.echo", ["one too many"], 3))
         replies = Lines(sock)
         first = replies.next()
         legacy = legacy_call(tight, "calls", "echo", ["also too many"])
