@@ -7,6 +7,7 @@ than ``--max-inflight`` on every dialect and runner; a leaked slot would turn la
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -124,3 +125,19 @@ def test_async_code_that_ignores_cancellation_still_gets_its_deadline(server: Se
             assert error["code"] == -32001, error
     assert time.monotonic() - started < 10  # not the 30 s the function would take
     wait_idle(server)
+
+
+def test_sigterm_exits_on_time_despite_code_that_ignores_cancellation() -> None:
+    srv = Server(APP, "--timeout", "2")
+    try:
+        with srv.connect(10) as sock:
+            sock.sendall(request("h.stubborn", [60]))
+            srv.proc.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            error = json.loads(recv_line(sock, timeout=15))["error"]
+            assert error["code"] == -32001, error
+        assert srv.proc.wait(15) == 0
+        assert time.monotonic() - started < 15  # the drain deadline (--timeout + 2 s), not the 60 s loop
+        assert "caught the cancellation" in srv.output()  # logged and counted
+    finally:
+        srv.stop(signal.SIGKILL)

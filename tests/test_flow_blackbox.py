@@ -10,6 +10,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +99,20 @@ def test_send_timeout_aborts_a_client_that_stops_reading() -> None:
         with pytest.raises(ConnectionResetError):
             while sock.recv(1 << 20):
                 pass
+
+
+def test_wrong_tokens_close_the_connection(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret-token")
+    with Server(APP, "--token-file", str(token)) as srv, srv.connect(10) as sock:
+        sock.sendall(b"".join(request("rpc.auth", [f"guess-{i}"], rid=i) for i in range(50)))
+        sock.settimeout(10)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        replies = [json.loads(line) for line in data.splitlines()]
+        assert len(replies) == 10 and all(r["error"]["code"] == -32003 for r in replies)
+        deadline = time.monotonic() + 10
+        while "wrong tokens" not in srv.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "closing connection from" in srv.output()
