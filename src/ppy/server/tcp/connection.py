@@ -74,6 +74,9 @@ class Phase(enum.Enum):
     CLOSED = "closed"  # connection_lost
 
 
+_OPEN, _EOF = Phase.OPEN, Phase.EOF  # read on every request: one global lookup each
+
+
 class Connection(asyncio.Protocol):
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -185,14 +188,11 @@ class Connection(asyncio.Protocol):
             return
         self._pumping = True
         budget = TURN_BUDGET
+        handle = handler.handle
         try:
             lines = self._lines
-            while (self.phase is Phase.OPEN or self.phase is Phase.EOF) and not self._output_blocked \
+            while ((phase := self.phase) is _OPEN or phase is _EOF) and not self._output_blocked \
                     and self.calls < self.window:
-                if not budget:  # let other connections have the loop; go on in the next turn
-                    self.loop.call_soon(self._pump)
-                    break
-                budget -= 1
                 if not lines:
                     if not handler.decoder.ready:
                         break
@@ -202,8 +202,12 @@ class Connection(asyncio.Protocol):
                         self._protocol_error(exc)
                         break
                     continue
+                if not budget:  # let other connections have the loop; go on in the next turn
+                    self.loop.call_soon(self._pump)
+                    break
+                budget -= 1
                 line = lines.popleft()
-                if not handler.handle(line):
+                if not handle(line):
                     lines.appendleft(line)
                     break
         finally:
