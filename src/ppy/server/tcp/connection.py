@@ -238,7 +238,7 @@ class Connection(asyncio.Protocol):
                 elif not self._flush_posted:
                     self._flush_posted = True
                     self.loop.call_soon(self._flush)
-        if not self._reading or self._lines:
+        if (not self._reading or self._lines) and ((phase := self.phase) is _OPEN or phase is _EOF):
             self._pump()  # the window may have opened
         elif not calls:
             self._maybe_close()
@@ -292,7 +292,7 @@ class Connection(asyncio.Protocol):
                 "or is shutting down; retry later")))
             self._close()
             return False
-        self.dialect = Dialect(verdict.value)
+        self.dialect = Dialect.LEGACY if verdict is Verdict.LEGACY else Dialect.LINES
         self.state.by_dialect[self.dialect] += 1
         self.phase = Phase.OPEN
         return True
