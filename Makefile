@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint system-deps js-deps bench bench-smoke clean
+.PHONY: install run test test-fast lint system-deps js-deps bench bench-smoke clean
 
 # Debian ships venv support separately (python3-venv): install it when root and it is missing.
 $(STAMP): pyproject.toml
@@ -43,6 +43,10 @@ lint: install
 
 test: install system-deps js-deps lint
 	$(BIN)/python -m pytest -q
+
+# The fast tier (pytest marker `fast`: codecs, layering, in-memory connections; no subprocess): < 1 min.
+test-fast: install
+	$(BIN)/python -m pytest -q -m fast
 
 # The benchmark matrix against the baselines (bench/run.py); writes BENCHMARKS.md. ~12 minutes.
 BENCH_STAMP := $(VENV)/.bench-stamp

@@ -6,7 +6,7 @@
  * would measure the client.  One thread on one pinned core is enough and
  * keeps the measurement simple to reason about.
  *
- * Dialects (SPEC §2, §3):
+ * Dialects (docs/protocol.md, section 3):
  *   lines   persistent connections, `--pipeline P` JSON-RPC lines in flight each
  *   legacy  the seed's 11-byte header frame, one connection per call (connect,
  *           send, read the whole framed reply, close), as the seed's PHP client did

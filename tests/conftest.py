@@ -41,6 +41,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: Every Server started this session: kept referenced so a test that lets its server exit on its own
+#: (or fails before stop()) does not leave an unclosed log file to the garbage collector, which
+#: ``filterwarnings = error`` would turn into a failure of whatever test runs next.
+_SERVERS: list[Server] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_every_server() -> Iterator[None]:
+    yield
+    for server in _SERVERS:
+        server.stop(timeout=5)
+
+
 class Server:
     """A ``ppy serve`` subprocess; ``stop()`` sends SIGTERM and returns the exit code."""
 
@@ -55,6 +68,7 @@ class Server:
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"ppy-test-{self.port}.log"
         self._log = open(self.log_path, "w+b")  # noqa: SIM115 - closed in stop()
+        _SERVERS.append(self)
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
                                      cwd=cwd or ROOT, start_new_session=True)
         self.url = f"tcp://127.0.0.1:{self.port}"
@@ -79,7 +93,8 @@ class Server:
         raise RuntimeError(f"ppy serve did not start within {timeout} s:\n{self.output()}")
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def connect(self, timeout: float = 5.0) -> socket.socket:
@@ -93,7 +108,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
         return self.proc.returncode
 
     def __enter__(self) -> Server:

@@ -142,3 +142,19 @@ def read_until_closed(sock: socket.socket, timeout: float) -> tuple[bytes, str]:
         if not chunk:
             return b"".join(chunks), "eof"
         chunks.append(chunk)
+
+
+def wait_inflight(server: Server, count: int, timeout: float = 15.0) -> None:
+    """Poll the server's in-flight count (HTTP ``/console/stats.json``; start it with ``http=True``)
+    until it reaches ``count``: the observable to wait on instead of sleeping "until they run"."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    seen = -1
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/console/stats.json", timeout=5) as resp:
+            seen = int(json.loads(resp.read())["inflight"])
+        if seen == count:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{seen} calls in flight after {timeout} s, expected {count}")

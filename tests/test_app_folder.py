@@ -1,4 +1,4 @@
-"""SPEC §1 end to end: what an app folder exposes, how params bind and convert, how results encode.
+"""docs/app-folder.md end to end: what an app folder exposes, how params bind and convert, how results encode.
 
 Every test talks to a real ``ppy serve`` over real sockets.  The app is a tmp copy of
 tests/apps/semantics plus what must not live in git: modules that fail to import and

@@ -1,4 +1,4 @@
-"""`ppy bench` (SPEC §5) against a real server: every dialect, errors counted, bad input refused clearly."""
+"""`ppy bench` (README.md) against a real server: every dialect, errors counted, bad input refused clearly."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §5 command line: ``ppy call``, ``ppy ls``, ``python -m ppy``, ``ppy serve`` flags and PPY_* env vars.
+"""README.md command line: ``ppy call``, ``ppy ls``, ``python -m ppy``, ``ppy serve`` flags and PPY_* env vars.
 
 Every command runs as a real subprocess against real servers.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import ppy
+import ppy.config
 from conftest import APPS, PPY, ROOT, Server, free_port, legacy_frame, recv_all, recv_line
 
 pytestmark = pytest.mark.timeout(90)
@@ -228,7 +229,7 @@ def test_ls_missing_app_dir_is_an_error(tmp_path: Path) -> None:
 
 # -- ppy serve: flags and environment ---------------------------------------------------------------
 
-SPEC_FLAGS = ["--host", "--port", "--http-port", "--uds", "--workers", "--threads", "--timeout", "--max-inflight",
+DOCUMENTED_FLAGS = ["--host", "--port", "--http-port", "--uds", "--workers", "--threads", "--timeout", "--max-inflight",
               "--max-frame-bytes", "--idle-timeout", "--token-file", "--reload", "--legacy-str-params", "--debug",
               "--log-format", "--isolate", "--pool-size", "--max-jobs", "--max-worker-memory", "--insecure"]
 
@@ -236,7 +237,7 @@ SPEC_FLAGS = ["--host", "--port", "--http-port", "--uds", "--workers", "--thread
 def test_serve_help_lists_every_spec_flag_and_its_env_var() -> None:
     out = run("serve", "--help")
     assert out.returncode == 0
-    for flag in SPEC_FLAGS:
+    for flag in DOCUMENTED_FLAGS:
         assert f"{flag} " in out.stdout or f"{flag}\n" in out.stdout, flag
         assert "PPY_" + flag[2:].upper().replace("-", "_") in out.stdout
     for f in ppy.config.fields():

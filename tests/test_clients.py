@@ -1,4 +1,4 @@
-"""SPEC §6, the Python clients, against real servers over tcp://, unix:// (and http:// when served).
+"""README.md, clients, the Python clients, against real servers over tcp://, unix:// (and http:// when served).
 
 ``ppy.Client`` (blocking) and ``ppy.AsyncClient`` (pipelined asyncio): calls, sugar,
 batches, notifications, timeouts, typed errors, reconnects, tokens.

@@ -73,7 +73,7 @@ def test_jsonish_first_byte_gets_a_parse_error_line(server: Server, first: bytes
 
 
 def test_negative_length_header_gets_a_parse_error_line(server: Server) -> None:
-    # '-' could start a JSON number: SPEC §2 answers such a first byte with a parse error line, then closes.
+    # '-' could start a JSON number: docs/protocol.md answers such a first byte with a parse error line, then closes.
     with server.connect() as sock:
         sock.sendall(b"-1.00000000")
         data, how = read_until_closed(sock, 5)

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(90)
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    server = Server(APPS / "web", "--request-timeout", "2", http=True)
+    server = Server(APPS / "web", "--request-timeout", "2", "--send-timeout", "2", http=True)
     yield server
     server.stop()
 
@@ -185,7 +185,7 @@ def _http_connections(server: Server) -> float:
 
 def test_client_that_never_reads_its_replies_is_dropped(server: Server) -> None:
     """Pipelined requests with large replies, none read: the server stops handling them once its
-    send buffer is full, and drops the connection after the send deadline (here --request-timeout)."""
+    send buffer is full, and drops the connection after the send deadline (--send-timeout, 2 s here)."""
     with _connect(server) as sock:
         sock.setblocking(False)
         request = b"GET /openrpc.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 200

@@ -1,4 +1,4 @@
-"""SPEC §3 routes against a real ``ppy serve`` process: status codes, bodies, batches, guards, metrics."""
+"""docs/http.md routes against a real ``ppy serve`` process: status codes, bodies, batches, guards, metrics."""
 
 from __future__ import annotations
 

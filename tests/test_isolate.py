@@ -1,4 +1,4 @@
-"""``--isolate``: a supervised pool of single-call worker processes (SPEC §5).
+"""``--isolate``: a supervised pool of single-call worker processes (README.md).
 
 Each test talks to a real ``ppy serve --isolate`` over TCP and checks the
 process table itself: a timed-out worker's pid is really gone, a crash costs

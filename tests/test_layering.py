@@ -1,4 +1,4 @@
-"""The layering of DESIGN-NOTES §1, enforced on the source with ``ast``.
+"""The layering of docs/architecture.md, enforced on the source with ``ast``.
 
     errors, config, logs  <-  wire  <-  app  <-  run  <-  server  <-  cli, ls, stubs, bench_cli, __main__
                               wire  <-  client  <-  the package root (public API) and the CLI
@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.fast
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 PKG = SRC / "ppy"
@@ -190,3 +192,98 @@ def test_a_violation_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert violations() == ["ppy/wire/codec.py:1: ppy.wire.codec (wire) imports ppy.server.tcp (server)"]
     with pytest.raises(AssertionError):
         test_the_codecs_import_no_io_and_no_config()
+
+
+def module_graph() -> dict[str, set[str]]:
+    """module -> the ppy modules it imports (every import, also inside functions)."""
+    graph: dict[str, set[str]] = {}
+    for path in source_files():
+        me = module_name(path)
+        graph[me] = {target for _, target in imports_of(path)
+                     if (target == "ppy" or target.startswith("ppy.")) and target != me}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = 0
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph.get(root, ()))))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_no_import_cycles_between_modules() -> None:
+    graph = module_graph()
+    graph.pop("ppy", None)  # the package root loads names lazily (PEP 562) and is imported by everything
+    for targets in graph.values():
+        targets.discard("ppy")
+    assert cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_cycles() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def private_imports() -> list[str]:
+    """``from ppy.x import _name`` where ``_name`` is not a module, from outside ``ppy.x``'s own package."""
+    found = []
+    for path in source_files():
+        me = module_name(path)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if not isinstance(node, ast.ImportFrom) or node.level or not (node.module or "").startswith("ppy"):
+                continue
+            base = node.module or ""
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__") \
+                        and not is_module(f"{base}.{alias.name}") and base.rpartition(".")[0] != me.rpartition(".")[0]:
+                    found.append(f"{path.relative_to(SRC)}:{node.lineno}: {me} imports {base}.{alias.name}")
+    return found
+
+
+def test_no_private_name_is_imported_from_another_package() -> None:
+    assert private_imports() == []
+
+
+def test_the_tcp_and_http_front_ends_never_import_each_other() -> None:
+    bad = [f"{me} imports {target}" for me, targets in module_graph().items() for target in targets
+           for a, b in (("ppy.server.tcp", "ppy.server.http"), ("ppy.server.http", "ppy.server.tcp"))
+           if (me == a or me.startswith(a + ".")) and (target == b or target.startswith(b + "."))]
+    assert bad == []

@@ -1,4 +1,4 @@
-"""Every limit of SPEC §4 against a real ``ppy serve``: it is enforced, answered with a clear
+"""Every limit of docs/security.md against a real ``ppy serve``: it is enforced, answered with a clear
 error in the client's dialect, and leaves the server serving healthy clients.
 """
 
@@ -46,9 +46,9 @@ def defaults() -> Iterator[Server]:
 
 def test_max_inflight_answers_32002_at_once(tight: Server) -> None:
     with tight.connect(10) as sock:
-        sock.sendall(request("calls.sleep", [1.5], 1) + request("calls.asleep", [1.5], 2))
-        time.sleep(0.3)  # both are running now
-        sock.sendall(request("calls.echo", ["one too many"], 3))
+        # Calls are admitted in the order their lines arrive: 1 and 2 take both slots before 3 is read.
+        sock.sendall(request("calls.sleep", [1.5], 1) + request("calls.asleep", [1.5], 2)
+                     + request("calls.echo", ["one too many"], 3))
         replies = Lines(sock)
         first = replies.next()
         legacy = legacy_call(tight, "calls", "echo", ["also too many"])

@@ -1,4 +1,4 @@
-"""SPEC §2.2 end to end: JSON-RPC 2.0 over newline-delimited JSON on a real server.
+"""docs/protocol.md, section 3 end to end: JSON-RPC 2.0 over newline-delimited JSON on a real server.
 
 Pipelining, out-of-order replies, notifications, batches, ids, the built-in
 ``rpc.*`` methods, parse errors that leave the connection usable, and the

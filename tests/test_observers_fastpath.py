@@ -30,7 +30,8 @@ def _exposition(text: bytes) -> list[str]:
 
 
 def test_plain_counts_render_like_prometheus_client() -> None:
-    dispatcher = types.SimpleNamespace(registry=types.SimpleNamespace(functions={"h.hello": None}), runner=None,
+    dispatcher = types.SimpleNamespace(registry=types.SimpleNamespace(functions={"h.hello": None}),
+                                       runner=types.SimpleNamespace(respawn_observers=[], isolated=False),
                                        observers=[], inflight=0)
     metrics = Metrics(types.SimpleNamespace(dispatcher=dispatcher, by_dialect=Tally(), refused=0))  # type: ignore[arg-type]
     reference = CollectorRegistry()

@@ -63,7 +63,7 @@ def test_version_is_a_plain_version_string() -> None:
 
 
 def test_remote_errors_cover_every_error_code_of_the_spec() -> None:
-    """SPEC §6: ``ppy.RemoteError`` subclasses carry ``code``; one per code of SPEC §2.3."""
+    """``ppy.RemoteError`` subclasses carry ``code``; one per code of docs/protocol.md, section 4."""
     remote = {getattr(ppy, n).code: getattr(ppy, n) for n in PUBLIC if n.startswith("Remote") and n != "RemoteError"}
     assert set(remote) == set(ERROR_BY_CODE) == {
         -32700, -32600, -32601, -32602, -32603, -32000, -32001, -32002, -32003, -32004}

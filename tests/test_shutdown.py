@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from conftest import APPS, Server, legacy_frame, recv_all
-from probes import Lines, parse_legacy, read_until_closed, request
+from probes import Lines, parse_legacy, read_until_closed, request, wait_inflight
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -23,7 +23,7 @@ CORE = APPS / "core"
 
 @pytest.fixture
 def server() -> Iterator[Server]:
-    srv = Server(CORE, "--timeout", "10")
+    srv = Server(CORE, "--timeout", "10", http=True)
     yield srv
     srv.stop(signal.SIGKILL)
 
@@ -61,7 +61,7 @@ def test_sigterm_answers_all_twenty_calls_in_flight(server: Server) -> None:
     for i, sock in enumerate(legacy_socks):
         sock.sendall(_legacy_request("sleep" if i % 2 else "asleep", 1.0))
     with server.connect() as idle:
-        time.sleep(0.3)  # all 20 are running now (each takes 1 s)
+        wait_inflight(server, 20)  # all 20 are running now (each takes 1 s)
         server.proc.send_signal(signal.SIGTERM)
         assert _refused_soon(server), "new connections were still accepted after SIGTERM"
         assert server.proc.poll() is None, "exited before the calls in flight finished"
@@ -88,7 +88,7 @@ def test_sigterm_answers_all_twenty_calls_in_flight(server: Server) -> None:
 def test_requests_arriving_during_the_drain_are_refused_with_32002(server: Server) -> None:
     with server.connect(15) as sock:
         sock.sendall(request("calls.asleep", [1.5], 1))
-        time.sleep(0.3)
+        wait_inflight(server, 1)
         server.proc.send_signal(signal.SIGTERM)
         assert _refused_soon(server)
         sock.sendall(request("calls.echo", ["late"], 2))
@@ -105,7 +105,7 @@ def test_a_large_reply_is_delivered_whole_during_the_drain(server: Server, diale
     size = 8 * 1024 * 1024  # more than the socket buffers hold: the server must wait for the client to read
     with server.connect(15) as sock:
         sock.sendall(request("calls.big", [size, 0.5]) if dialect == "lines" else _legacy_request("big", size, 0.5))
-        time.sleep(0.2)
+        wait_inflight(server, 1)
         server.proc.send_signal(signal.SIGTERM)
         time.sleep(1.5)  # a slow reader: the reply is still in the server's buffers when the call is done
         data, how = read_until_closed(sock, 15)
@@ -120,7 +120,7 @@ def test_a_large_reply_is_delivered_whole_during_the_drain(server: Server, diale
 def test_second_signal_forces_exit(server: Server) -> None:
     with server.connect(15) as sock:
         sock.sendall(request("calls.asleep", [8.0]))
-        time.sleep(0.3)
+        wait_inflight(server, 1)
         server.proc.send_signal(signal.SIGTERM)
         assert _refused_soon(server)
         assert server.proc.poll() is None

@@ -1,4 +1,4 @@
-"""SPEC §1: an app module is imported once, so ``import counter`` in one app module and the entry
+"""docs/app-folder.md: an app module is imported once, so ``import counter`` in one app module and the entry
 ``counter`` are the same module, with the same state (docs/app-folder.md)."""
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""Property tests of the codec invariants (DESIGN-NOTES §3), with hypothesis.
+"""Property tests of the codec invariants (docs/protocol.md), with hypothesis.
 
 - any bytes, split anywhere -> messages or ProtocolError, nothing else, and the
   same outcome however the stream was split; memory held stays bounded;
 - decode(encode(m)) == m for legacy frames, lines and JSON-RPC requests;
 - jsonrpc.parse never raises; nesting 100,000 deep is InvalidRequest, not RecursionError;
-- results: NaN/Infinity are InternalError, and the SPEC §1 extra types encode the
+- results: NaN/Infinity are InternalError, and the docs/app-folder.md extra types encode the
   same way in the lines/HTTP encoder and the legacy (json.dumps) encoder.
 """
 
@@ -31,6 +31,8 @@ from ppy.wire import jsonrpc, jsonvalue
 from ppy.wire.legacy import HEADER_SIZE, LegacyDecoder, encode_frame
 from ppy.wire.lines import LineDecoder, encode_line
 from ppy.wire.model import Call
+
+pytestmark = pytest.mark.fast
 
 # Modest, so the whole suite stays fast; no deadline (CI machines stall).
 PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -270,7 +272,7 @@ def test_null_results_are_not_mistaken_for_nan() -> None:
 
 
 def expected_builtins(value: Any) -> Any:
-    """SPEC §1, spelled out independently of msgspec: what each extra type becomes in JSON."""
+    """docs/app-folder.md, spelled out independently of msgspec: what each extra type becomes in JSON."""
     if isinstance(value, enum.Enum):
         return expected_builtins(value.value)
     if isinstance(value, (tuple, list, set, frozenset)):
@@ -360,3 +362,19 @@ def test_lone_surrogate_result() -> None:
     with pytest.raises(InternalError):
         jsonvalue.encode(["\ud800"])
     assert jsonvalue.encode_legacy("\ud800") == b'{"data": "\\ud800", "error": ""}'
+
+
+@given(st.lists(st.binary(max_size=30).filter(lambda b: b"\n" not in b), max_size=20),
+       st.integers(min_value=1, max_value=5))
+def test_lines_returned_a_few_at_a_time_are_the_same_lines(parts: list[bytes], limit: int) -> None:
+    """Flow control asks for a few lines at a time; the rest stay undecoded, and nothing changes."""
+    data = b"".join(p + b"\n" for p in parts) + b"tail"
+    whole = LineDecoder(100).feed(data)
+    decoder = LineDecoder(100)
+    got = decoder.feed(data, limit)
+    while decoder.ready:
+        more = decoder.feed(b"", limit)
+        assert len(more) <= limit
+        got += more
+    assert got == whole
+    assert decoder.pending == 4  # b"tail", still waiting for its newline

@@ -24,6 +24,8 @@ from ppy.wire.lines import LineDecoder, encode_line
 from ppy.wire.model import Call
 from ppy.wire.sniff import Verdict, sniff
 
+pytestmark = pytest.mark.fast
+
 VECTORS = Path(__file__).parent / "vectors"
 
 
@@ -137,7 +139,7 @@ LEGACY_REPLIES = load("legacy_replies.json")
 def test_legacy_reply_bytes(vector: dict[str, Any]) -> None:
     if "result" in vector:
         body = jsonvalue.encode_legacy(vector["result"])
-        # SPEC §2.1: byte-identical to the seed's json.dumps with default separators and ensure_ascii.
+        # docs/protocol.md, section 2: byte-identical to the seed's json.dumps with default separators and ensure_ascii.
         assert body == json.dumps({"data": vector["result"], "error": ""}).encode("ascii")
     else:
         body = jsonvalue.encode_legacy_error(vector["error"])
@@ -244,7 +246,7 @@ def _subtract(params: Any) -> Any:
     return params[0] - params[1]
 
 
-SPEC_METHODS: dict[str, Callable[[Any], Any]] = {
+EXAMPLE_METHODS: dict[str, Callable[[Any], Any]] = {
     "subtract": _subtract,
     "sum": lambda params: sum(params),
     "get_data": lambda params: ["hello", 5],
@@ -266,7 +268,7 @@ def spec_server(line: bytes) -> bytes | None:
         if isinstance(item, jsonrpc.Rejected):
             replies.append(jsonrpc.encode_error(item.id, item.error))
             continue
-        fn = SPEC_METHODS.get(item.method)
+        fn = EXAMPLE_METHODS.get(item.method)
         if item.notify:
             continue
         if fn is None:

@@ -1,4 +1,4 @@
-"""``ppy bench``: a load test anyone can run against their own server and function (SPEC §5).
+"""``ppy bench``: a load test anyone can run against their own server and function (README.md).
 
     ppy bench h.hello --connections 32 --duration 10 --pipeline 16 --dialect lines|legacy|http
 

@@ -73,7 +73,7 @@ def parse_arg(raw: str) -> Any:
         return raw
 
 
-def _client_args(parser: argparse.ArgumentParser) -> None:
+def add_client_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=None, help="server address (default: PPY_URL, or tcp://PPY_HOST:PPY_PORT)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the reply")
     parser.add_argument("--token-file", type=Path, default=None, help="file with the server's token")
@@ -83,7 +83,7 @@ def _client_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", type=Path, default=None, help="private key of --cert (if not in the --cert file)")
 
 
-def _client(args: argparse.Namespace) -> Any:
+def client_from_args(args: argparse.Namespace) -> Any:
     from ppy.client.blocking import Client
 
     token = cfg.read_token(args.token_file) if args.token_file else None
@@ -128,7 +128,7 @@ def cmd_call(args: argparse.Namespace) -> int:
                 return 2
             params[key] = parse_arg(raw)
     try:
-        with _client(args) as client:
+        with client_from_args(args) as client:
             result = client.request(args.method, params)
     except RemoteError as exc:
         print(f"ppy call: error {exc.code}: {exc.message}", file=sys.stderr)
@@ -148,7 +148,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if args.app_dir is not None:
         return ls.print_local(args.app_dir)
     try:
-        with _client(args) as client:
+        with client_from_args(args) as client:
             doc = client.request("rpc.discover")
     except RemoteError as exc:
         print(f"ppy ls: error {exc.code}: {exc.message}", file=sys.stderr)
@@ -174,13 +174,13 @@ def parser() -> argparse.ArgumentParser:
     call.add_argument("method", help='"entry.func", e.g. h.hello')
     call.add_argument("args", nargs="*", help="arguments, parsed as JSON where they parse, else strings")
     call.add_argument("--kw", action="append", metavar="KEY=VALUE", help="keyword argument (repeatable)")
-    _client_args(call)
+    add_client_args(call)
     call.set_defaults(func=cmd_call)
 
     ls_cmd = sub.add_parser("ls", help="list exposed functions with their signatures")
     ls_cmd.add_argument("app_dir", nargs="?", type=Path, default=None,
                         help="read this app folder directly (default: ask the server, else ./app or the demo)")
-    _client_args(ls_cmd)
+    add_client_args(ls_cmd)
     ls_cmd.set_defaults(func=cmd_ls)
 
     for extra in _extensions():

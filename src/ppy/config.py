@@ -6,7 +6,7 @@ CLI builds its parser from these fields, so an option is never declared
 twice.  Flags win over the environment, the environment over the defaults.
 
 The default limits are modelled on Redis, nginx, HAProxy, gRPC and uvicorn
-(SPEC §4); each comment says why that value.
+(docs/security.md); each comment says why that value.
 """
 
 from __future__ import annotations
@@ -42,10 +42,16 @@ class Config:
     workers: int = _opt(1, "server processes sharing the ports")
     threads: int = _opt(64, "threads for blocking functions (64 keeps 64 sleeping calls in flight)")
     timeout: float = _opt(30.0, "call deadline in seconds (gRPC-like default); also the drain deadline")
-    max_inflight: int = _opt(256, "calls in flight before answering -32002 overloaded")
+    max_inflight: int = _opt(1024, "calls in flight in the whole server before answering -32002 overloaded")
+    # A client pipelining past its window is simply not read until a call finishes (TCP backpressure),
+    # so one connection can never hold more than this share of --max-inflight.
+    max_conn_inflight: int = _opt(128, "calls in flight per TCP connection (a batch counts as its calls); "
+                                  "past it the connection is not read until one finishes")
     max_frame_bytes: int = _opt(16 * MiB, "largest request frame, line or HTTP body in bytes")
     idle_timeout: float = _opt(300.0, "close a persistent connection idle this many seconds (Redis-like)")
     request_timeout: float = _opt(30.0, "seconds to receive a whole request once its first byte arrived")
+    send_timeout: float = _opt(30.0, "abort a connection whose waiting replies (over 1 MiB, or any at close) "
+                               "do not drain for this many seconds")
     max_connections: int = _opt(1024, "open connections before new ones are refused (nginx worker_connections)")
     max_depth: int = _opt(64, "deepest JSON nesting accepted in a request")
     max_batch: int = _opt(100, "most requests in one JSON-RPC batch")
@@ -151,13 +157,13 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
 
 def validate(config: Config) -> None:
     """Reject values that cannot work, with a message saying what to use."""
-    positive = ("port", "workers", "threads", "max_inflight", "max_frame_bytes", "max_connections",
+    positive = ("port", "workers", "threads", "max_inflight", "max_conn_inflight", "max_frame_bytes", "max_connections",
                 "max_depth", "max_batch", "pool_size")
     for name in positive:
         value = getattr(config, name)
         if value < (0 if name == "port" else 1):
             raise ValueError(f"{flag_name(name)} must be a positive number, got {value}")
-    for name in ("timeout", "idle_timeout", "request_timeout", "import_timeout"):
+    for name in ("timeout", "idle_timeout", "request_timeout", "send_timeout", "import_timeout"):
         if getattr(config, name) <= 0:
             raise ValueError(f"{flag_name(name)} must be more than 0 seconds, got {getattr(config, name)}")
     for name in ("port", "http_port", "tls_port", "https_port"):

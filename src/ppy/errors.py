@@ -25,7 +25,35 @@ Messages always say what was wrong *and* what to do about it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    """One row of the table every error code of ppy is derived from."""
+
+    code: int  # the JSON-RPC error code
+    outcome: str  # its name: the metrics ``outcome`` label, the client's class, the docs
+    http_status: int  # what HTTP answers with
+    meaning: str
+
+
+#: The one table of error codes.  The exception classes below, the Python client's Remote* classes,
+#: the metrics' outcome labels and the PHP client's class map (checked by a test) derive from it.
+CODES: tuple[ErrorCode, ...] = (
+    ErrorCode(-32700, "parse_error", 400, "request bytes are not JSON"),
+    ErrorCode(-32600, "invalid_request", 400, "not a JSON-RPC 2.0 request, frame too large, too deep"),
+    ErrorCode(-32601, "method_not_found", 404, "no such entry/func, or not exposed"),
+    ErrorCode(-32602, "invalid_params", 400, "signature or type mismatch"),
+    ErrorCode(-32603, "internal_error", 500, "result not encodable, module failed to import"),
+    ErrorCode(-32000, "application_error", 500, "the user's function raised"),
+    ErrorCode(-32001, "timeout", 504, "ran past its deadline"),
+    ErrorCode(-32002, "overloaded", 503, "too many calls in flight or connections open, or shutting down"),
+    ErrorCode(-32003, "unauthorized", 401, "token required and missing or wrong"),
+    ErrorCode(-32004, "worker_crashed", 500, "the process running the call died"),
+)
+CODE_BY_NUMBER: dict[int, ErrorCode] = {row.code: row for row in CODES}
 
 
 class PpyError(Exception):
@@ -33,6 +61,10 @@ class PpyError(Exception):
 
     code: int = -32603
     http_status: int = 500
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        cls.http_status = CODE_BY_NUMBER[cls.code].http_status  # from the table, never written twice
 
     def __init__(self, message: str, data: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -45,69 +77,46 @@ class PpyError(Exception):
 
 class ParseError(PpyError):
     code = -32700
-    http_status = 400
 
 
 class InvalidRequest(PpyError):
     code = -32600
-    http_status = 400
 
 
 class MethodNotFound(PpyError):
     code = -32601
-    http_status = 404
 
 
 class InvalidParams(PpyError):
     code = -32602
-    http_status = 400
 
 
 class InternalError(PpyError):
     code = -32603
-    http_status = 500
 
 
 class ApplicationError(PpyError):
     code = -32000
-    http_status = 500
 
 
 class CallTimeout(PpyError):
     code = -32001
-    http_status = 504
 
 
 class Overloaded(PpyError):
     code = -32002
-    http_status = 503
 
 
 class Unauthorized(PpyError):
     code = -32003
-    http_status = 401
 
 
 class WorkerCrashed(PpyError):
     code = -32004
-    http_status = 500
 
 
-ERROR_BY_CODE: dict[int, type[PpyError]] = {
-    cls.code: cls
-    for cls in (
-        ParseError,
-        InvalidRequest,
-        MethodNotFound,
-        InvalidParams,
-        InternalError,
-        ApplicationError,
-        CallTimeout,
-        Overloaded,
-        Unauthorized,
-        WorkerCrashed,
-    )
-}
+ERROR_BY_CODE: dict[int, type[PpyError]] = {cls.code: cls for cls in PpyError.__subclasses__()}
+assert set(ERROR_BY_CODE) == set(CODE_BY_NUMBER), "every code of CODES has exactly one PpyError class"
 
 
 class ProtocolError(Exception):

@@ -1,4 +1,4 @@
-"""``ppy stubs php``: a typed PHP class generated from the discovery document (SPEC §5).
+"""``ppy stubs php``: a typed PHP class generated from the discovery document (README.md).
 
 One method per exposed function (``billing.invoice.total`` → ``billing_invoice_total()``),
 native PHP types and richer PHPDoc types from the JSON Schemas that ``rpc.discover``
@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 
 from ppy.app.schema import DECIMAL_PATTERN
-from ppy.cli import _client, _client_args
+from ppy.cli import add_client_args, client_from_args
 from ppy.client.errors import ClientError, RemoteError
 
 _IDENT = r"[A-Za-z_\x80-\uffff][A-Za-z0-9_\x80-\uffff]*"
@@ -40,7 +40,7 @@ def register(subparsers: Any) -> None:
                      help="read this app folder directly instead of asking a running server")
     php.add_argument("--namespace", default="", help="PHP namespace of the class, e.g. App\\Python")
     php.add_argument("--class-name", default="Api", help="PHP class name (default: Api)")
-    _client_args(php)
+    add_client_args(php)
     php.set_defaults(func=cmd_stubs_php)
 
 
@@ -69,7 +69,7 @@ def _document(args: argparse.Namespace) -> dict[str, Any] | None:
     if args.app_dir is not None:
         return _local_document(args.app_dir)
     try:
-        with _client(args) as client:
+        with client_from_args(args) as client:
             doc: dict[str, Any] = client.request("rpc.discover")
             return doc
     except RemoteError as exc:

@@ -5,7 +5,7 @@ declare(strict_types=1);
 namespace Ppy;
 
 /**
- * The seed's legacy dialect (SPEC §2.1), behind ppy_exchange(): one connection per call.
+ * The seed's legacy dialect (docs/protocol.md, section 2), behind ppy_exchange(): one connection per call.
  *
  *     offset  size  content
  *     0       11    payload length in bytes, '.', '0' padding:  39.00000000

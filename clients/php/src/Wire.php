@@ -5,7 +5,7 @@ declare(strict_types=1);
 namespace Ppy;
 
 /**
- * The lines dialect (SPEC §2.2) as pure functions: PHP values in, bytes out, and back.
+ * The lines dialect (docs/protocol.md, section 3) as pure functions: PHP values in, bytes out, and back.
  *
  *     request:  {"jsonrpc":"2.0","method":"h.hello","params":[],"id":1}\n
  *     reply:    {"jsonrpc":"2.0","id":1,"result":"hello, world."}\n

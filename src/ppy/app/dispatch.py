@@ -3,23 +3,33 @@
 Look-up, admission (``--max-inflight``), binding, running and encoding all
 happen here, so the TCP and HTTP front ends cannot disagree on semantics;
 they only render the bytes or the :class:`PpyError` in their own shape.
+
+Every call that is admitted takes one in-flight slot and is represented by
+a :class:`CallHandle`.  The handle completes exactly once — with a result,
+an error or its deadline — through :meth:`CallHandle.settle`, which is the
+only place that gives the slot back, logs, feeds the metrics and hands the
+reply to the front end.  Whatever ran the call (a built-in, a thread-lane
+callback, the CPU gate, an isolated worker, an ``async def`` task) ends
+there, and nothing a user function raises or returns can skip it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import itertools
 import logging
 import time
 import traceback
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol, cast
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from ppy.app.discover import document
 from ppy.app.function import Function
 from ppy.app.registry import Registry
 from ppy.config import Config
-from ppy.errors import ApplicationError, InternalError, InvalidParams, Overloaded, PpyError, Unauthorized
+from ppy.errors import ApplicationError, CallTimeout, InternalError, InvalidParams, Overloaded, PpyError, Unauthorized
 from ppy.wire.model import Call
 
 log = logging.getLogger("ppy.call")
@@ -30,38 +40,146 @@ Observer = Callable[[str, str, int, float], None]
 Encoder = Callable[[Any], bytes]
 #: then(call, encoded result or error): how a front end that passed it to begin() hears of the end.
 Then = Callable[[Call, "bytes | PpyError"], None]
-
-
-class Pending:
-    """What :meth:`Dispatcher.begin` returns for a call it started with a callback: no task to await."""
-
-
-PENDING = Pending()
+#: settle(result, None) or settle(None, error): how a runner ends a call it started with a callback.
+Settle = Callable[[Any, "BaseException | None"], object]
 
 UNAUTHORIZED = ("token required: authenticate first (lines: call rpc.auth with [token]; legacy: add a "
                 '"token" key; HTTP: send Authorization: Bearer <token>)')
+CUT_OFF = ("server is shutting down and this call did not finish within the drain deadline "
+           "(--timeout); it may have run partly: check before retrying")
+
+
+@dataclass(frozen=True)
+class RunnerStatistics:
+    """A snapshot of a runner's state, for metrics and the console (all counts since start)."""
+
+    kind: str  # "threads" or "isolate"
+    capacity: int  # threads, or worker processes
+    busy: int  # worker processes running a call (0 for threads: not tracked per call)
+    abandoned: int  # async calls that ignored their deadline's cancellation and were closed
+    timeouts: int = 0  # --isolate: workers stopped at a deadline
+    crashes: int = 0  # --isolate: workers that died during a call
+    recycled: int = 0  # --isolate: workers replaced after --max-jobs or --max-worker-memory
 
 
 class Runner(Protocol):
+    """What runs a function's call: in-process threads and the loop, or isolated worker processes."""
+
+    #: Whether calls run in other processes that import the app themselves (--isolate): a reload
+    #: restarts them, so a reload that breaks an entry must not reach them.
+    isolated: bool
+    #: Called with (seconds, why) each time a worker process is replaced (never for threads).
+    respawn_observers: list[Callable[[float, str], None]]
+
+    async def start(self) -> None:
+        """Get ready before the server accepts calls; raise RuntimeError with a message if it cannot."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop, after the drain: release threads or stop worker processes."""
+        ...
+
+    def reload(self) -> None:
+        """The app code on disk changed (``--reload``): calls from now on use the new code."""
+        ...
+
+    def statistics(self) -> RunnerStatistics: ...
+
     async def run(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float) -> Any: ...
 
     def start_sync(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float,
-                   settle: Callable[[Any, PpyError | None], None]) -> bool:
-        """Start the call with a callback instead of a task, if this runner can for this function."""
+                   settle: Settle) -> bool:
+        """Start the call with a callback instead of a task, if this runner can for this function.
+
+        ``settle`` is then called exactly once, on the event loop, with the result or the error
+        (a :class:`PpyError`, or any exception, which the dispatcher maps to an internal error).
+        """
         ...
 
     def close(self) -> None: ...
 
 
+def describe(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in when the exception's ``__str__`` (then ``__repr__``) itself raises."""
+    try:
+        return str(exc)
+    except Exception:
+        pass
+    try:
+        return f"<unprintable {type(exc).__name__}: {object.__repr__(exc)}>"
+    except Exception:  # pragma: no cover - object.__repr__ does not raise
+        return "<unprintable exception>"
+
+
 def application_error(method: str, exc: BaseException, debug: bool) -> ApplicationError:
-    """The error a client sees when a user function raised: its message and class name."""
+    """The error a client sees when a user function raised: its message and class name.
+
+    Never raises, whatever ``exc`` is: its ``str()`` may raise, its class name may be odd.
+    """
     kind = type(exc).__name__
     data: dict[str, Any] = {"type": kind}
     if debug:
-        data["traceback"] = "".join(traceback.format_exception(exc))
-    err = ApplicationError(str(exc) or kind, data)
+        try:
+            data["traceback"] = "".join(traceback.format_exception(exc))
+        except Exception:
+            data["traceback"] = f"<traceback of {kind} could not be formatted>"
+    err = ApplicationError(describe(exc) or kind, data)
     err.__cause__ = exc
     return err
+
+
+class CallHandle:
+    """One admitted call, holding one in-flight slot until :meth:`settle` runs (exactly once).
+
+    ``then`` (when a front end passed one) receives the encoded result or the error.  A runner that
+    starts the call with a callback gets :meth:`settle` as that callback; a task awaits the runner
+    and calls it.
+    """
+
+    __slots__ = ("call", "dialect", "dispatcher", "encode", "finished", "start", "then")
+
+    def __init__(self, dispatcher: Dispatcher, call: Call, dialect: str, start: float, encode: Encoder,
+                 then: Then | None) -> None:
+        self.dispatcher, self.call, self.dialect, self.start, self.encode, self.then = (
+            dispatcher, call, dialect, start, encode, then)
+        self.finished = False
+
+    def settle(self, result: Any, error: BaseException | None) -> bytes | PpyError | None:
+        """Complete the call: release the slot, encode, log, observe, and hand the reply to ``then``.
+
+        Returns the encoded result or the error; None when the call had completed already (a second
+        completion, such as a result arriving after the deadline answered, changes nothing).
+        """
+        if self.finished:
+            return None
+        self.finished = True
+        dispatcher = self.dispatcher
+        dispatcher.inflight -= 1
+        body = b""
+        if error is None:
+            try:
+                body = self.encode(result)
+            except PpyError as exc:
+                error = exc
+            except Exception as exc:  # an encoder bug, or a result whose methods raise
+                error = InternalError(f"the result of {self.call.method} could not be encoded "
+                                      f"({describe(exc)}); return JSON-compatible values")
+        if error is not None and not isinstance(error, PpyError):
+            cause = error
+            error = InternalError(f"{self.call.method} failed inside the server ({type(cause).__name__}); "
+                                  "see the server log")
+            error.__cause__ = cause
+        try:
+            dispatcher._done(self.call, self.dialect, self.start, error)
+        except Exception:  # logging or an observer failed: the reply still goes out
+            log.exception("internal error while recording a call of %s", self.call.method)
+        outcome = body if error is None else error
+        if self.then is not None:
+            try:
+                self.then(self.call, outcome)
+            except Exception:  # a bug of a front end must not stop the runner delivering other results
+                log.exception("internal error while answering a call of %s", self.call.method)
+        return outcome
 
 
 class Dispatcher:
@@ -72,11 +190,12 @@ class Dispatcher:
         self.timeout = config.timeout
         self.max_inflight = config.max_inflight
         self.debug = config.debug
-        self.legacy_str_params = config.legacy_str_params
         self.token = config.token
         self.access_log = config.access_log
         self.inflight = 0
         self.observers: list[Observer] = []
+        #: Starts the task of a call that needs one; the server replaces it with one the drain tracks.
+        self.spawn: Callable[[Coroutine[Any, Any, Any]], object] = _create_task
         self._ids = itertools.count(1)
         self._discovery: tuple[Registry, dict[str, Any]] | None = None
 
@@ -97,61 +216,73 @@ class Dispatcher:
         return cached[1]
 
     async def call(self, call: Call, dialect: str, authed: bool, encode: Encoder) -> bytes:
-        """Run one call and return its encoded result, or raise a PpyError."""
-        started = self.begin(call, dialect, authed, encode)  # no ``then``: never PENDING
-        return started if isinstance(started, bytes) else await cast(Coroutine[Any, Any, bytes], started)
+        """Run one call in the caller's task and return its encoded result, or raise a PpyError."""
+        started = self._admit(call, dialect, authed, encode, None)
+        if isinstance(started, bytes):
+            return started
+        outcome = await self._run(*started)
+        if isinstance(outcome, PpyError):
+            raise outcome
+        return outcome
 
-    def begin(self, call: Call, dialect: str, authed: bool, encode: Encoder,
-              then: Then | None = None) -> bytes | Coroutine[Any, Any, bytes] | Pending:
-        """Start one call: its encoded result when it finished at once, else a coroutine that finishes it.
+    def begin(self, call: Call, dialect: str, authed: bool, encode: Encoder, then: Then) -> bytes | None:
+        """Start one call: its encoded result when it finished at once, else None and ``then`` later.
 
         Built-ins and refused calls finish here, with no task, so front ends answer them straight from
-        ``data_received`` (docs/performance.md).  A front end that passes ``then`` may instead get
-        ``PENDING``: the runner took the call without a task (a sync function that was fast) and
-        ``then`` receives its encoded result or error on the event loop.
+        ``data_received`` (docs/performance.md).  Otherwise ``then`` is called exactly once, on the
+        event loop, with the encoded result or the error — from the runner's callback when it could
+        start the call without a task (a sync function that was fast), else from a task.
         Raises PpyError when the call failed at once.
         """
+        started = self._admit(call, dialect, authed, encode, then)
+        if isinstance(started, bytes):
+            return started
+        handle, fn, args, kwargs = started
+        if fn.is_async or not self.runner.start_sync(fn, args, kwargs, self._timeout(call), handle.settle):
+            self.spawn(self._run(handle, fn, args, kwargs))  # its settle() hands the reply to ``then``
+        return None
+
+    def _admit(self, call: Call, dialect: str, authed: bool, encode: Encoder, then: Then | None,
+               ) -> bytes | tuple[CallHandle, Function, tuple[Any, ...], dict[str, Any]]:
+        """A built-in's encoded result, or the admitted call's handle (one slot taken); raises PpyError."""
         start = time.perf_counter()
         try:
             method = call.method
             if method.startswith("rpc."):
-                result = self._builtin(call, authed)
+                body = encode(self._builtin(call, authed))
             else:
                 if not authed and self.token is not None:
                     raise Unauthorized(UNAUTHORIZED)
                 fn = self.registry.lookup(method)
-                params = call.params
-                if dialect == "legacy" and self.legacy_str_params and isinstance(params, list):
-                    params = [str(v) for v in params]
-                args, kwargs = fn.bind(params)
+                args, kwargs = fn.bind(call.params)
                 if self.inflight >= self.max_inflight:
                     raise Overloaded(f"{self.inflight} calls in flight, the server's --max-inflight; retry later",
                                      {"max_inflight": self.max_inflight})
-                # Counted now, not when the coroutine first runs: a burst of requests decoded from one
-                # read is admitted one by one, so --max-inflight holds for pipelined clients too.
+                # Counted now, not when a task first runs: a burst of requests decoded from one read is
+                # admitted one by one, so --max-inflight holds for pipelined clients too.
                 self.inflight += 1
-                if then is not None and not fn.is_async and self.runner.start_sync(
-                        fn, args, kwargs, self._timeout(call), _Settle(self, call, dialect, start, encode, then)):
-                    return PENDING
-                return self._finish(call, dialect, start, fn, args, kwargs, encode)
-            body = encode(result)
+                return CallHandle(self, call, dialect, start, encode, then), fn, args, kwargs
         except PpyError as exc:
             self._done(call, dialect, start, exc)
             raise
         self._done(call, dialect, start, None)
         return body
 
-    async def _finish(self, call: Call, dialect: str, start: float, fn: Function, args: tuple[Any, ...],
-                      kwargs: dict[str, Any], encode: Encoder) -> bytes:
-        try:  # self.inflight was counted by begin()
-            body = encode(await self.runner.run(fn, args, kwargs, self._timeout(call)))
-        except PpyError as exc:
-            self._done(call, dialect, start, exc)
+    async def _run(self, handle: CallHandle, fn: Function, args: tuple[Any, ...],
+                   kwargs: dict[str, Any]) -> bytes | PpyError:
+        """Await the runner and settle the handle, whatever happens (cancellation included): the task
+        of a call begun with ``then``, or the rest of :meth:`call`."""
+        try:
+            result = await self.runner.run(fn, args, kwargs, self._timeout(handle.call))
+        except (asyncio.CancelledError, GeneratorExit):  # the drain deadline passed: still one answer
+            handle.settle(None, CallTimeout(CUT_OFF))
             raise
-        finally:
-            self.inflight -= 1
-        self._done(call, dialect, start, None)
-        return body
+        except BaseException as exc:
+            outcome = handle.settle(None, exc)
+        else:
+            outcome = handle.settle(result, None)
+        assert outcome is not None  # only this coroutine completes a handle it runs
+        return outcome
 
     def _timeout(self, call: Call) -> float:
         return self.timeout if call.timeout is None else min(call.timeout, self.timeout)
@@ -194,24 +325,5 @@ class Dispatcher:
         raise self.registry.not_found(method)
 
 
-class _Settle:
-    """The end of a call started with a callback: what :meth:`Dispatcher._finish` does after its ``await``."""
-
-    __slots__ = ("call", "dialect", "dispatcher", "encode", "start", "then")
-
-    def __init__(self, dispatcher: Dispatcher, call: Call, dialect: str, start: float, encode: Encoder,
-                 then: Then) -> None:
-        self.dispatcher, self.call, self.dialect, self.start, self.encode, self.then = (
-            dispatcher, call, dialect, start, encode, then)
-
-    def __call__(self, result: Any, error: PpyError | None) -> None:
-        dispatcher = self.dispatcher
-        dispatcher.inflight -= 1
-        body = b""
-        if error is None:
-            try:
-                body = self.encode(result)
-            except PpyError as exc:
-                error = exc
-        dispatcher._done(self.call, self.dialect, self.start, error)
-        self.then(self.call, body if error is None else error)
+def _create_task(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    return asyncio.get_running_loop().create_task(coro)

@@ -1,4 +1,4 @@
-"""Import app modules from the app folder, and nothing else (SPEC §1).
+"""Import app modules from the app folder, and nothing else (docs/app-folder.md).
 
 Modules are imported under a private package (``ppy_app_<n>``) whose
 ``__path__`` is the app folder: an entry ``billing.invoice`` is the module
@@ -9,7 +9,7 @@ relative imports, and lets a reload build a fresh package beside the old one.
 The app folder is also appended to ``sys.path`` so app modules can import
 their siblings by plain name (``import helpers``), as they would when run
 as scripts.  Such an import gets the *same* module object as the entry
-(:class:`_SiblingFinder`): SPEC §1 imports an app module once, so its state
+(:class:`_SiblingFinder`): an app module is imported once, so its state
 (a cache, a connection pool, a counter) is one, whichever way it is reached.
 Entries from clients are *never* used to import anything before they pass
 :func:`resolve`: a strict identifier pattern, then ``realpath`` containment
@@ -31,7 +31,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-ENTRY_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*\Z")
+from ppy.wire.model import ENTRY_RE
+
 _PART_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _counter = itertools.count()
 

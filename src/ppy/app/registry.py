@@ -89,7 +89,7 @@ class Registry:
 
 
 def exposed(module: ModuleType) -> list[tuple[str, Callable[..., Any]]]:
-    """Public functions *defined* in ``module`` (SPEC §1), honouring ``__all__``.
+    """Public functions *defined* in ``module`` (docs/app-folder.md), honouring ``__all__``.
 
     Reads the module's namespace (``vars``), never ``getattr``: a module-level ``__getattr__`` (PEP 562)
     is app code that may raise anything or compute lazily, and listing functions must not run it.

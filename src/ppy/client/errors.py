@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ppy.errors import CODE_BY_NUMBER
+
 
 class ClientError(Exception):
     pass
@@ -101,6 +103,7 @@ _BY_CODE: dict[int, type[RemoteError]] = {
                 RemoteInternalError, RemoteApplicationError, RemoteTimeout, RemoteOverloaded,
                 RemoteUnauthorized, RemoteWorkerCrashed)
 }
+assert set(_BY_CODE) == set(CODE_BY_NUMBER), "one Remote* class per code of ppy.errors.CODES"
 
 
 def from_error_object(error: Any) -> RemoteError:

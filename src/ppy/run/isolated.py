@@ -43,6 +43,7 @@ from typing import Any
 
 import msgspec
 
+from ppy.app.dispatch import RunnerStatistics, Settle
 from ppy.app.function import Function
 from ppy.errors import ERROR_BY_CODE, ApplicationError, CallTimeout, InternalError, PpyError, WorkerCrashed
 from ppy.run.procs import describe_exit, kill_group
@@ -111,6 +112,8 @@ class _OverMemory(Exception):
 
 
 class IsolatedRunner:
+    isolated = True
+
     def __init__(self, app_dir: Path, *, size: int, max_jobs: int = 0, max_memory_mb: int = 0,
                  debug: bool = False, import_timeout: float | None = None) -> None:
         self.app_dir = Path(app_dir)
@@ -148,7 +151,7 @@ class IsolatedRunner:
         log.info("isolate: %d workers ready (pids %s)", self.size, " ".join(str(w.pid) for w in self.workers))
 
     def start_sync(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float,
-                   settle: Callable[[Any, PpyError | None], None]) -> bool:
+                   settle: Settle) -> bool:
         """Every call is awaited through :meth:`run` (its worker's reply is read by a task anyway)."""
         return False
 
@@ -179,6 +182,9 @@ class IsolatedRunner:
     @property
     def busy(self) -> int:
         return sum(1 for w in self.workers if w.busy)
+
+    def statistics(self) -> RunnerStatistics:
+        return RunnerStatistics("isolate", self.size, self.busy, 0, self.timeouts, self.crashes, self.recycled)
 
     # -- one call -------------------------------------------------------------------------
 

@@ -5,8 +5,10 @@ blocking function past its deadline keeps its pool thread until it returns
 (use ``--isolate`` to have the work really stopped).  ``BaseException`` from
 user code (``sys.exit()``) is caught so it can never take the server down.
 
-User code never runs on the event loop thread, so no function, however it
-misbehaves, can stall other connections.  The cost of the thread hop is
+Blocking (``def``) functions never run on the event loop thread, so no such
+function, however it misbehaves, can stall other connections; ``async def``
+functions do run on the loop, as any asyncio code does, and must not block
+it.  The cost of the thread hop is
 amortised instead (``ppy.run.lane``): the sync calls of one loop turn go to
 the pool as one job.  A function whose last call took over ``FAST_S`` gets a
 job of its own per call, so slow functions (sleeps, I/O, number crunching)
@@ -24,6 +26,7 @@ of calls that compute goes to the CPU slots.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import functools
 import logging
 import os
@@ -33,9 +36,9 @@ from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ppy.app.dispatch import application_error
+from ppy.app.dispatch import RunnerStatistics, Settle, application_error
 from ppy.app.function import Function
-from ppy.errors import CallTimeout, PpyError
+from ppy.errors import CallTimeout
 from ppy.run.forksafe import state as _fork
 from ppy.run.lane import Expired, SyncLane
 
@@ -70,11 +73,16 @@ class _Probe:
 
 
 class ThreadRunner:
+    isolated = False
+
     def __init__(self, threads: int, *, debug: bool = False) -> None:
+        self.threads = threads
+        self.respawn_observers: list[Callable[[float, str], None]] = []  # never called: no processes
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ppy-call")
         self.lane = SyncLane(self.pool, min(CPU_SLOTS, threads))
         self.debug = debug
         self._probes: dict[str, _Probe] = {}  # method -> the first call of an unclassified function
+        self.abandoned = 0  # async calls that ignored their deadline's cancellation (see Resume)
 
     async def run(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float) -> Any:
         deadline: asyncio.Timeout | None = None
@@ -93,7 +101,7 @@ class ThreadRunner:
                         os._exit(0)
                 async with asyncio.timeout(timeout) as deadline:
                     try:
-                        return await _Rest(coro, waiting)
+                        return await Resume(coro, waiting, self._abandoned)
                     finally:
                         if _fork.child:
                             os._exit(0)
@@ -109,13 +117,13 @@ class ThreadRunner:
                                           on_abandon=functools.partial(_waits, fn) if cpu_bound else None)
         except Expired:  # the lane enforces sync calls' deadlines, one timer per batch
             raise _past_deadline(fn, timeout) from None
-        except TimeoutError:
-            if deadline is not None and deadline.expired():
-                raise _past_deadline(fn, timeout) from None
-            raise application_error(fn.method, TimeoutError(), self.debug) from None
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit):  # the task ends, not the function's call
             raise
         except BaseException as exc:
+            # Only the TimeoutError of our own deadline is -32001; one the function raised itself
+            # ("the database did not answer in 2 s") is its error like any other, message and all.
+            if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
+                raise _past_deadline(fn, timeout) from None
             raise application_error(fn.method, exc, self.debug) from exc
 
     async def _probe(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float) -> Any:
@@ -157,8 +165,23 @@ class ThreadRunner:
         if self._probes.get(fn.method) is probe:
             del self._probes[fn.method]
 
+    def _abandoned(self, coro: Any) -> None:
+        """An ``async def`` kept running after its deadline's cancellation: it is never resumed again.
+
+        It is not closed either, and never freed: closing (now, or when the garbage collector or the
+        interpreter's exit finalizes it) throws ``GeneratorExit`` into code that catches everything and
+        loops, which would run that loop again, outside any deadline, and could keep the process from
+        exiting.  The leak is one suspended frame per abandoned call, each logged and counted.
+        """
+        self.abandoned += 1
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(coro))
+        name = getattr(coro, "__qualname__", "?")
+        log.warning("%s caught the cancellation at its deadline and went on waiting; its caller got "
+                    "-32001 and the coroutine was abandoned (%d so far). Let CancelledError "
+                    "propagate (catch Exception, not BaseException)", name, self.abandoned)
+
     def start_sync(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float,
-                   settle: Callable[[Any, PpyError | None], None]) -> bool:
+                   settle: Settle) -> bool:
         """Run a sync function that was fast last time with no task or future: the lane calls
         ``settle(result, None)`` or ``settle(None, error)`` on the loop when it is done.
 
@@ -175,14 +198,25 @@ class ThreadRunner:
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
+    async def start(self) -> None:
+        """Threads start on demand: nothing to wait for."""
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def reload(self) -> None:
+        """Calls look their function up in the dispatcher's new registry: nothing to restart."""
+
+    def statistics(self) -> RunnerStatistics:
+        return RunnerStatistics("threads", self.threads, 0, self.abandoned)
+
 
 class SyncCall:
     """A lane outcome that calls back instead of waking a task; maps failures as :meth:`ThreadRunner.run`."""
 
     __slots__ = ("_done", "debug", "fn", "settle", "timeout")
 
-    def __init__(self, fn: Function, timeout: float, settle: Callable[[Any, PpyError | None], None],
-                 debug: bool) -> None:
+    def __init__(self, fn: Function, timeout: float, settle: Settle, debug: bool) -> None:
         self.fn, self.timeout, self.settle, self.debug = fn, timeout, settle, debug
         self._done = False
 
@@ -200,7 +234,7 @@ class SyncCall:
         else:
             self._settle(None, application_error(self.fn.method, exception, self.debug))
 
-    def _settle(self, result: Any, error: PpyError | None) -> None:
+    def _settle(self, result: Any, error: BaseException | None) -> None:
         try:
             self.settle(result, error)
         except Exception:  # a bug of ours must not stop the lane delivering the other results
@@ -251,17 +285,21 @@ def _timed_call(fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
             os._exit(0)
 
 
-class _Rest:
+class Resume:
     """Awaiting this resumes a coroutine whose first step already ran and yielded ``waiting``.
 
     It hands what the coroutine yields to the task and what the task sends (or throws, such as
-    the deadline's cancellation) back to the coroutine, exactly as ``await coro`` would have.
+    the deadline's cancellation) back to the coroutine, exactly as ``await coro`` would have —
+    with one difference: a coroutine that swallows a cancellation (a retry loop around
+    ``except BaseException``) and waits again is not driven any further.  The cancellation goes
+    on up, so the caller gets its -32001 at the deadline and the drain ends on time, and
+    ``on_abandon`` closes the coroutine and counts it.
     """
 
-    __slots__ = ("coro", "waiting")
+    __slots__ = ("coro", "on_abandon", "waiting")
 
-    def __init__(self, coro: Any, waiting: Any) -> None:
-        self.coro, self.waiting = coro, waiting
+    def __init__(self, coro: Any, waiting: Any, on_abandon: Callable[[Any], None] | None = None) -> None:
+        self.coro, self.waiting, self.on_abandon = coro, waiting, on_abandon
 
     def __await__(self) -> Generator[Any, Any, Any]:
         coro, waiting = self.coro, self.waiting
@@ -273,6 +311,9 @@ class _Rest:
                     waiting = coro.throw(exc)
                 except StopIteration as done:
                     return done.value
+                if isinstance(exc, asyncio.CancelledError) and self.on_abandon is not None:
+                    self.on_abandon(coro)
+                    raise exc from None
             else:
                 try:
                     waiting = coro.send(sent)

@@ -98,7 +98,11 @@ def _error(exc: BaseException) -> bytes:
     if isinstance(exc, PpyError):
         doc = {"code": exc.code, "message": exc.message, "data": exc.data, "traceback": tb}
     else:
-        doc = {"code": -32000, "message": str(exc) or type(exc).__name__, "data": {"type": type(exc).__name__},
+        try:  # an exception whose __str__ raises must not take the worker down (nor read as a crash)
+            message = str(exc)
+        except Exception:
+            message = f"<unprintable {type(exc).__name__}>"
+        doc = {"code": -32000, "message": message or type(exc).__name__, "data": {"type": type(exc).__name__},
                "traceback": tb}
     return ERROR + _encoder.encode(doc)
 

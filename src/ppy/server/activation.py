@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import socket
 
-from ppy.server.main import StartupError
+from ppy.server.state import StartupError
 
 #: The names ``FileDescriptorName=`` may give, each a listener of ``ppy serve``.
 NAMES = ("tcp", "http", "uds", "tls", "https")

@@ -70,7 +70,5 @@ async def hand_over(state: ServerState, servers: list[Any], grace: float) -> Non
 
     while still_open() and loop.time() < deadline:
         for conn in list(state.connections):
-            goaway = getattr(conn, "goaway", None)
-            if goaway is not None:
-                goaway()  # once per connection, as soon as its dialect is known to be lines
+            conn.goaway()  # once per connection, as soon as its dialect is known to be lines
         await asyncio.sleep(0.02)

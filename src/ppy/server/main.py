@@ -20,20 +20,17 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ppy import __version__
-from ppy.app.dispatch import Dispatcher
-from ppy.app.registry import Registry
 from ppy.config import Config
 from ppy.run import forksafe
-from ppy.run.isolated import IsolatedRunner
-from ppy.run.threads import ThreadRunner
 from ppy.server import handover as handover_mod
 from ppy.server.handover import HANDOVER_GRACE, HANDOVER_SIGNAL
 from ppy.server.limits import fit_open_files
-from ppy.server.state import ServerState
+from ppy.server.state import SERVICE_TASK, ServerState, build_state
+from ppy.server.state import StartupError as StartupError  # re-exported: the CLI and supervisor catch it
+from ppy.server.state import default_app_dir as default_app_dir  # re-exported for ls, stubs, supervisor
 from ppy.server.tcp.connection import Connection
 from ppy.server.tls import Tls, TlsConfigError, reload_tls
 from ppy.server.tls import connection_factory as tls_connection_factory
@@ -44,14 +41,8 @@ log = logging.getLogger("ppy.server")
 #: Deep enough that a burst of one-shot legacy clients never waits for a SYN retry (nginx uses 511; we
 #: ask for more and let net.core.somaxconn cap it).
 BACKLOG = 4096
-#: The name of a task in state.tasks that serves a listener rather than a call (ppy.server.http).
-SERVICE_TASK = "ppy-service"
 #: ThreadRunner's pool thread names start with this (``thread_name_prefix`` in run/threads.py).
 CALL_THREAD_PREFIX = "ppy-call"
-
-
-class StartupError(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -63,13 +54,6 @@ class WorkerLink:
     lifeline_fd: int  # EOF here means the supervisor is gone: drain and exit
     #: Entries the workers a SIGHUP roll replaces serve: if one fails to import here, the roll stops.
     expect: tuple[str, ...] = ()
-
-
-def default_app_dir() -> Path:
-    local = Path("app")
-    if local.is_dir():
-        return local
-    return Path(__file__).resolve().parent.parent / "demo_app"
 
 
 def is_loopback(host: str) -> bool:
@@ -106,27 +90,6 @@ def check_safety(config: Config) -> None:
             "anyone who can reach it, who could run your functions. Give --token-file FILE (recommended; any "
             "port), or --tls-client-ca FILE (TLS ports only: turn the plaintext ones off with --port 0 "
             "--http-port 0), or --insecure if a firewall already protects these ports.")
-
-
-def build_state(config: Config) -> ServerState:
-    app_dir = config.app_dir or default_app_dir()
-    if not Path(app_dir).is_dir():
-        raise StartupError(f"app folder {app_dir} does not exist; create it or pass another APP_DIR")
-    try:
-        token = config.token  # read once, so a bad file fails at start-up
-    except ValueError as exc:
-        raise StartupError(str(exc)) from None
-    del token
-    registry = Registry.build(Path(app_dir), config.import_timeout)
-    runner: ThreadRunner | IsolatedRunner
-    if config.isolate:
-        runner = IsolatedRunner(Path(app_dir), size=config.pool_size, max_jobs=config.max_jobs,
-                                max_memory_mb=config.max_worker_memory, debug=config.debug,
-                                import_timeout=config.import_timeout)
-    else:
-        runner = ThreadRunner(config.threads, debug=config.debug)
-    dispatcher = Dispatcher(config, registry, runner, __version__)
-    return ServerState(config, dispatcher)
 
 
 def _prepare_uds(path: str) -> None:
@@ -210,13 +173,13 @@ async def start_listeners(state: ServerState, tls: Tls | None = None) -> list[An
     if config.http_port or passed.get("http"):
         from ppy.server.http import app as http
 
-        servers.append(await http.start(state))
+        servers.append(await http.start(state, bind_tcp))
     if tls is not None and (config.https_port or passed.get("https")):
         from ppy.server.http import app as http
 
         plain = next((s for s in servers if isinstance(s, http.HttpServer)), None)
         sockets_https = passed.get("https") or bind_tcp(config.host, config.https_port, "--https-port")
-        servers.append(await http.start(state, sockets=sockets_https, ssl=tls.listening,
+        servers.append(await http.start(state, bind_tcp, sockets=sockets_https, ssl=tls.listening,
                                         app=plain.app if plain is not None else None))
     return servers
 
@@ -243,17 +206,15 @@ async def serve(config: Config, link: WorkerLink | None = None,
 
         reload.prepare()
     state = build_state(config)
-    state.listen_sockets = sockets
+    state.listen_sockets = sockets or {}
     try:  # a roll's replacement that cannot import what the old workers serve must not serve
         handover_mod.check_expected(state.dispatcher.registry, link.expect if link else ())
     except handover_mod.ExpectedEntryFailed as exc:
         raise StartupError(str(exc)) from None
-    runner = state.dispatcher.runner
-    if isinstance(runner, IsolatedRunner):
-        try:
-            await runner.start()
-        except RuntimeError as exc:
-            raise StartupError(str(exc)) from None
+    try:
+        await state.dispatcher.runner.start()
+    except RuntimeError as exc:
+        raise StartupError(str(exc)) from None
     reloader = None
     if config.reload:
         reloader = reload.Reloader(state)
@@ -326,11 +287,7 @@ async def drain(state: ServerState, servers: list[Any], grace: float = 0.0) -> N
     for server in servers:
         server.close()
     await _finish_calls_and_connections(state)
-    runner = state.dispatcher.runner
-    if isinstance(runner, IsolatedRunner):
-        await runner.aclose()
-    else:
-        runner.close()
+    await state.dispatcher.runner.aclose()
     if state.config.uds and "uds" not in state.listen_sockets:  # a supervisor or systemd owns it
         try:
             os.unlink(state.config.uds)
@@ -358,7 +315,7 @@ async def _finish_calls_and_connections(state: ServerState) -> None:
         if remaining <= 0:
             break
         waits: set[asyncio.Future[Any]] = set(state.tasks)
-        waits.update(lost for conn in state.connections if (lost := getattr(conn, "lost", None)) is not None)
+        waits.update(conn.lost for conn in state.connections)
         if not waits:
             if state.dispatcher.inflight:  # calls run without a task (lane callbacks) whose client left
                 await asyncio.sleep(0.01)
@@ -376,13 +333,11 @@ async def _finish_calls_and_connections(state: ServerState) -> None:
     if state.connections:
         for conn in list(state.connections):
             conn.drain_close()
-        lost = {f for conn in state.connections if (f := getattr(conn, "lost", None)) is not None}
+        lost = {conn.lost for conn in state.connections}
         if lost:
             await asyncio.wait(lost, timeout=1.0)  # a last second to flush those error replies
         for conn in list(state.connections):
-            abort = getattr(conn, "abort", None)
-            if abort is not None:
-                abort()
+            conn.abort()
     await asyncio.sleep(0)
 
 

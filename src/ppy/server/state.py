@@ -7,14 +7,35 @@ import socket
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
+from ppy import __version__
 from ppy.app.dispatch import Dispatcher
+from ppy.app.registry import Registry
 from ppy.config import Config
+from ppy.run.isolated import IsolatedRunner
+from ppy.run.threads import ThreadRunner
+
+#: The name of a task in state.tasks that serves a listener rather than a call (ppy.server.http).
+SERVICE_TASK = "ppy-service"
+
+
+class StartupError(Exception):
+    """The server cannot start; the message says what to do (the CLI prints it and exits non-zero)."""
 
 
 class Closable(Protocol):
+    """A TCP/Unix connection as the drain and the handover see it."""
+
+    lost: asyncio.Future[None]  # done once the connection is gone (its last byte written or dropped)
+
     def drain_close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def goaway(self) -> None:
+        """Tell a lines client, once, that this process hands over (``rpc.goaway``)."""
 
 
 @dataclass
@@ -31,6 +52,9 @@ class ServerState:
     #: ("tcp", "uds", "http"); empty when this process binds its own.
     listen_sockets: dict[str, list[socket.socket]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.dispatcher.spawn = self.spawn  # call tasks are tracked, so the drain can wait for them
+
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Start a call task the drain will wait for."""
         task = asyncio.get_running_loop().create_task(coro)
@@ -41,3 +65,32 @@ class ServerState:
     @property
     def open_connections(self) -> int:
         return len(self.connections)
+
+
+def default_app_dir() -> Path:
+    local = Path("app")
+    if local.is_dir():
+        return local
+    return Path(__file__).resolve().parent.parent / "demo_app"
+
+
+def build_state(config: Config) -> ServerState:
+    """Load the app and build its runner and dispatcher: what every listener of this process shares."""
+    app_dir = config.app_dir or default_app_dir()
+    if not Path(app_dir).is_dir():
+        raise StartupError(f"app folder {app_dir} does not exist; create it or pass another APP_DIR")
+    try:
+        token = config.token  # read once, so a bad file fails at start-up
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    del token
+    registry = Registry.build(Path(app_dir), config.import_timeout)
+    runner: ThreadRunner | IsolatedRunner
+    if config.isolate:
+        runner = IsolatedRunner(Path(app_dir), size=config.pool_size, max_jobs=config.max_jobs,
+                                max_memory_mb=config.max_worker_memory, debug=config.debug,
+                                import_timeout=config.import_timeout)
+    else:
+        runner = ThreadRunner(config.threads, debug=config.debug)
+    dispatcher = Dispatcher(config, registry, runner, __version__)
+    return ServerState(config, dispatcher)

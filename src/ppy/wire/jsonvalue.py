@@ -2,7 +2,7 @@
 
 Decoding enforces a nesting depth (default 64) without recursing on hostile
 input: a cheap C-speed bracket count decides whether the exact check is
-needed at all.  Encoding accepts the extra types of SPEC §1 (tuple, set,
+needed at all.  Encoding accepts the extra types of docs/app-folder.md (tuple, set,
 datetime, Decimal, UUID, Enum, dataclass, bytes) and refuses NaN/Infinity,
 which msgspec would silently write as ``null``.
 """

@@ -1,4 +1,4 @@
-"""The seed's framing, byte for byte (SPEC §2.1).
+"""The legacy dialect, whole: framing (byte for byte the seed's), payload → Call, replies (docs/protocol.md).
 
 A frame is an 11-byte ASCII header followed by the payload::
 
@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import re
 
-from ppy.errors import InvalidRequest, ParseError, ProtocolError
+from ppy.errors import ApplicationError, InvalidRequest, MethodNotFound, ParseError, PpyError, ProtocolError
+from ppy.wire import jsonvalue
+from ppy.wire.model import ENTRY_RE, Call
 
 HEADER_SIZE = 11
 _HEADER = re.compile(rb"[0-9]{1,10}\.[0-9]*\Z")
+_FUNC = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 
 
 def encode_frame(payload: bytes) -> bytes:
@@ -73,7 +76,14 @@ class LegacyDecoder:
         """
         return len(self._buf) + (HEADER_SIZE if self._need is not None else 0)
 
-    def feed(self, data: bytes) -> list[bytes]:
+    @property
+    def ready(self) -> bool:
+        """Always False: every complete frame is returned by the ``feed`` that completes it."""
+        return False
+
+    def feed(self, data: bytes, limit: int | None = None) -> list[bytes]:
+        """Complete payloads in ``data`` (``limit`` is accepted for symmetry with the lines decoder:
+        a legacy connection carries one call, so there is never more than one to hold back)."""
         self._buf += data
         frames: list[bytes] = []
         while True:
@@ -127,3 +137,56 @@ def _could_be_header(prefix: bytes) -> bool:
         else:
             return False
     return True
+
+
+# -- payload -> Call, and the reply ------------------------------------------------------
+
+
+def parse_payload(payload: bytes, max_depth: int, str_params: bool = False) -> Call:
+    """``{"entry", "func", "param", "token"?, "timeout"?}`` → Call, or raise a PpyError saying what is wrong.
+
+    ``str_params`` (``--legacy-str-params``) passes ``str(value)`` of each positional param, as the seed did.
+    """
+    doc = jsonvalue.decode(payload, max_depth)
+    if not isinstance(doc, dict):
+        raise InvalidRequest('payload must be a JSON object {"entry": ..., "func": ..., "param": [...]}')
+    entry, func = doc.get("entry"), doc.get("func")
+    if not isinstance(entry, str) or not entry or not isinstance(func, str) or not func:
+        raise InvalidRequest('"entry" and "func" must be non-empty strings, e.g. {"entry": "h", "func": "hello"}')
+    if not ENTRY_RE.match(entry):
+        raise MethodNotFound(f"entry {entry!r} is not a module name: use dot-separated names like 'billing.invoice'")
+    if not _FUNC.match(func):
+        raise MethodNotFound(f"func {func!r} is not a public function name: letters, digits and '_', not leading '_'")
+    param = doc.get("param", [])
+    if param is None:
+        param = []
+    if not isinstance(param, (list, dict)):
+        raise InvalidRequest('"param" must be an array (positional) or an object (keyword arguments)')
+    if str_params and isinstance(param, list):
+        param = [str(v) for v in param]
+    timeout = doc.get("timeout")
+    if timeout is not None and (type(timeout) not in (int, float) or timeout <= 0):
+        raise InvalidRequest('"timeout" must be a positive number of seconds')
+    token = doc.get("token")
+    return Call(f"{entry}.{func}", param, None, False, timeout, token if isinstance(token, str) else None)
+
+
+def error_message(error: PpyError) -> str:
+    """The non-empty ``error`` string of a legacy reply."""
+    if isinstance(error, ApplicationError):
+        return f"{error.data.get('type', 'Exception')}: {error.message}"
+    return error.message or type(error).__name__
+
+
+#: Encodes a result as a legacy reply payload (``{"data": result, "error": ""}``, the seed's bytes).
+encode_result = jsonvalue.encode_legacy
+
+
+def encode_reply(payload: bytes) -> bytes:
+    """The frame of a reply payload made by :data:`encode_result`."""
+    return encode_frame(payload)
+
+
+def encode_error(error: PpyError) -> bytes:
+    """The frame of an error reply: ``{"data": [], "error": "<message>"}``."""
+    return encode_frame(jsonvalue.encode_legacy_error(error_message(error)))

@@ -1,4 +1,4 @@
-"""Newline-delimited framing for the lines dialect (SPEC §2.2).
+"""Newline-delimited framing for the lines dialect (docs/protocol.md, section 3).
 
     offset  size  content
     0       N     one UTF-8 JSON-RPC request object or batch array
@@ -22,20 +22,35 @@ _CR = 13
 
 
 class LineDecoder:
+    """Incremental decoder: ``feed`` bytes, get complete lines back.
+
+    ``feed(data, limit)`` returns at most ``limit`` lines and keeps the rest of the
+    bytes undecoded (``ready`` says whether a complete line is still held): a
+    server that must stop handling requests (flow control) leaves them here as
+    the bytes they arrived as, and asks for more with ``feed(b"", limit)``.
+    """
+
     def __init__(self, max_frame_bytes: int) -> None:
         self.max_frame_bytes = max_frame_bytes
         self._buf = bytearray()
+        self._pos = 0  # start of the bytes not returned yet
         self._scanned = 0  # bytes of _buf already known to hold no newline
         self._error: InvalidRequest | None = None  # found after good lines; raised by the next call
 
     @property
     def pending(self) -> int:
-        """Bytes of a line received without its newline yet (or of a line found too long)."""
-        return len(self._buf)
+        """Bytes held: of a line received without its newline yet (or found too long), or not decoded yet."""
+        return len(self._buf) - self._pos
 
-    def feed(self, data: bytes) -> list[bytes]:
+    @property
+    def ready(self) -> bool:
+        """Whether a complete line (or an error found after good lines) is held, waiting for ``feed``."""
+        return self._error is not None or self._buf.find(b"\n", max(self._pos, self._scanned)) >= 0
+
+    def feed(self, data: bytes, limit: int | None = None) -> list[bytes]:
         if self._error is not None:
             self._buf.clear()
+            self._pos = self._scanned = 0
             error, self._error = self._error, None
             raise ProtocolError(error)
         if not self._buf and data.endswith(b"\n") and data.count(b"\n") == 1:
@@ -44,26 +59,39 @@ class LineDecoder:
             if len(line) > self.max_frame_bytes:
                 raise ProtocolError(self._too_long())
             return [line] if line.strip() else []
-        self._buf += data
+        if data:
+            if self._pos:
+                del self._buf[:self._pos]
+                self._scanned = max(0, self._scanned - self._pos)
+                self._pos = 0
+            self._buf += data
         lines: list[bytes] = []
-        start = 0
-        while True:
-            nl = self._buf.find(b"\n", max(start, self._scanned))
+        buf = self._buf
+        start = self._pos
+        while limit is None or len(lines) < limit:
+            nl = buf.find(b"\n", max(start, self._scanned))
             if nl < 0:
                 break
-            end = nl - 1 if nl > start and self._buf[nl - 1] == _CR else nl
+            end = nl - 1 if nl > start and buf[nl - 1] == _CR else nl
             if end - start > self.max_frame_bytes:
                 return self._fail(lines, start)
-            line = bytes(self._buf[start:end])
+            line = bytes(buf[start:end])
             if line.strip():
                 lines.append(line)
             start = nl + 1
+        else:  # the limit was reached: the rest stays undecoded
+            self._pos = start
+            if self._pos == len(buf):
+                buf.clear()
+                self._pos = self._scanned = 0
+            return lines
         if start:
-            del self._buf[:start]
-        self._scanned = len(self._buf)
+            del buf[:start]
+        self._pos = 0
+        self._scanned = len(buf)
         # An unfinished line may already hold the b'\r' of its b'\r\n': allow that one byte.
-        size = len(self._buf)
-        if size > self.max_frame_bytes + 1 or (size > self.max_frame_bytes and self._buf[-1] != _CR):
+        size = len(buf)
+        if size > self.max_frame_bytes + 1 or (size > self.max_frame_bytes and buf[-1] != _CR):
             return self._fail(lines, 0)
         return lines
 
@@ -77,9 +105,11 @@ class LineDecoder:
         self._scanned = 0
         if lines:
             del self._buf[:start]  # keep the bad bytes, so ``pending`` says an answer is owed
+            self._pos = 0
             self._error = self._too_long()
             return lines
         self._buf.clear()
+        self._pos = 0
         raise ProtocolError(self._too_long())
 
     def feed_eof(self) -> None:
@@ -91,9 +121,9 @@ class LineDecoder:
         cut off by a close.
         """
         error, self._error = self._error, None
-        rest = bytes(self._buf)
+        rest = bytes(self._buf[self._pos:])
         self._buf.clear()
-        self._scanned = 0
+        self._pos = self._scanned = 0
         if error is not None:
             raise ProtocolError(error)
         if rest.strip():

@@ -6,10 +6,24 @@ in its own shape.  Model: hypercorn's ``protocol/events.py``.
 
 from __future__ import annotations
 
+import enum
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 Params = list[Any] | dict[str, Any]
+
+#: An entry: dot-separated module names, each a letter then letters, digits and ``_``.  Checked before
+#: anything a client sent is used to find a module (the app loader checks it again).
+ENTRY_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*\Z")
+
+
+class Dialect(enum.StrEnum):
+    """Where a call came from: the name used in logs, metrics labels and ``ppy bench --dialect``."""
+
+    LEGACY = "legacy"
+    LINES = "lines"
+    HTTP = "http"
 
 
 @dataclass(slots=True)

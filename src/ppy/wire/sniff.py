@@ -1,4 +1,4 @@
-"""Tell a connection's dialect from its first bytes (SPEC §2).
+"""Tell a connection's dialect from its first bytes (docs/protocol.md).
 
     first non-whitespace byte   dialect
     0-9                         legacy (11-byte header frames)
@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import enum
 
-LEGACY = "legacy"
-LINES = "lines"
+from ppy.wire.model import Dialect
 
 
 class Verdict(enum.Enum):
-    LEGACY = LEGACY
-    LINES = LINES
+    LEGACY = Dialect.LEGACY.value
+    LINES = Dialect.LINES.value
     NEED_MORE = "need-more"
     JSONISH = "jsonish"
     REJECT = "reject"

@@ -19,7 +19,7 @@ def raises(message: str = "it went wrong") -> None:
 
 
 class Opaque:
-    """Not JSON-encodable by any rule of SPEC §1."""
+    """Not JSON-encodable by any rule of docs/app-folder.md."""
 
 
 def unencodable() -> Any:

@@ -1,4 +1,4 @@
-"""Exposure rules (SPEC §1): only public functions *defined* here are callable."""
+"""Exposure rules (docs/app-folder.md): only public functions *defined* here are callable."""
 
 import json  # a module: never callable
 from os import system  # an imported name: never callable (it would run shell commands!)

@@ -1,4 +1,4 @@
-"""Parameter binding and annotated conversion (SPEC §1)."""
+"""Parameter binding and annotated conversion (docs/app-folder.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Results beyond plain JSON types (SPEC §1)."""
+"""Results beyond plain JSON types (docs/app-folder.md)."""
 
 import dataclasses
 import datetime

@@ -20,7 +20,7 @@ def raises(fail: bool = False) -> str:
 
 
 class Opaque:
-    """Not JSON-encodable by any rule of SPEC §1."""
+    """Not JSON-encodable by any rule of docs/app-folder.md."""
 
 
 def maybe_opaque(opaque: bool = False) -> Any:

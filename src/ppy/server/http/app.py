@@ -1,4 +1,4 @@
-"""HTTP: the ASGI application, and serving it inside ``ppy serve``'s own event loop (h1.py's connections).
+"""HTTP: the ASGI application of docs/http.md, and serving it inside ``ppy serve``'s own event loop (h1.py).
 
 :func:`create_app` builds a Starlette app around a :class:`ServerState` —
 the same registry, dispatcher (limits, token, error model) and connection
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from ssl import SSLContext
 from typing import Any
@@ -43,7 +44,7 @@ from ppy.server.observe import console
 from ppy.server.observe import shared as multiproc
 from ppy.server.observe.metrics import Metrics
 from ppy.server.observe.stats import Stats
-from ppy.server.state import ServerState
+from ppy.server.state import SERVICE_TASK, ServerState
 
 log = logging.getLogger("ppy.http")
 #: Same listen backlog as the TCP side (server/main.py).
@@ -151,7 +152,7 @@ def _not_found(request: Request, exc: Exception) -> Response:
 
 def create_app(app_dir: str | Path | None = None, *, state: ServerState | None = None,
                **options: Any) -> Starlette:
-    """The ASGI app: the call routes, the console, discovery, metrics and probes.
+    """The ASGI app of docs/http.md: the call routes, the console, discovery, metrics and probes.
 
     ``ppy serve`` passes its own ``state``.  Standalone (another ASGI server,
     or mounted in FastAPI) it builds one from ``app_dir`` and ``options`` —
@@ -159,7 +160,7 @@ def create_app(app_dir: str | Path | None = None, *, state: ServerState | None =
     ``allowed_hosts="*"`` — over the ``PPY_*`` environment variables.
     """
     if state is None:
-        from ppy.server.main import build_state
+        from ppy.server.state import build_state
 
         values = cfg.from_env()
         if app_dir is not None:
@@ -230,8 +231,6 @@ class HttpServer:
         self._stop.set()
 
     async def _serve(self) -> None:
-        from ppy.server.main import SERVICE_TASK
-
         await self._stop.wait()
         while True:  # each pass waits for a set of calls that all end by their deadline
             # Calls only: another HTTP(S) server's serving task waits for this one's in turn.
@@ -261,17 +260,17 @@ async def serve_socket(sock: socket.socket, listener: Listener,
     return await loop.create_server(listener.factory, sock=sock, backlog=BACKLOG, ssl=ssl)
 
 
-async def start(state: ServerState, *, sockets: list[socket.socket] | None = None,
-                ssl: SSLContext | None = None, app: Starlette | None = None) -> HttpServer:
+async def start(state: ServerState, bind_tcp: Callable[[str, int, str], list[socket.socket]], *,
+                sockets: list[socket.socket] | None = None, ssl: SSLContext | None = None,
+                app: Starlette | None = None) -> HttpServer:
     """Serve :func:`create_app` on ``--http-port`` in the running event loop, with ppy's own HTTP/1.1
     connections (:mod:`ppy.server.http.h1`: head limits, one request at a time, whole-request deadline).
     ppy's drain stays in charge of signals; the dispatcher logs calls once, for every dialect.
+    ``bind_tcp`` is the server's own binding, passed in so this module does not import ppy.server.main.
 
     HTTPS (``--https-port``) is the same call given its listening ``sockets``, the server's ``ssl``
     context and the ``app`` the plain port already serves (one app: metrics count each call once).
     """
-    from ppy.server.main import SERVICE_TASK, bind_tcp
-
     config = state.config
     first = app is None  # the first server of this app reports the open-connection count
     app = app or create_app(state=state)
@@ -280,7 +279,7 @@ async def start(state: ServerState, *, sockets: list[socket.socket] | None = Non
     sockets = sockets or state.listen_sockets.get("http") or bind_tcp(config.host, config.http_port, "--http-port")
     limits = Limits(idle_timeout=config.idle_timeout, request_timeout=config.request_timeout,
                     max_connections=config.max_connections, on_trip=metrics.trip,
-                    send_timeout=getattr(config, "send_timeout", config.request_timeout))
+                    send_timeout=config.send_timeout)
     listener = Listener(app, limits, scheme="https" if ssl is not None else "http")
     handle = HttpServer(state, listener)
     handle.task.set_name(SERVICE_TASK)  # the drain waits for it, but does not count it as a call

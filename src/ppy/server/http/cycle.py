@@ -11,12 +11,9 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.types import ASGIApp, Message
-
-if TYPE_CHECKING:
-    from ppy.server.http.h1 import H1Connection
 
 log = logging.getLogger("ppy.http")
 STATUS = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in http.HTTPStatus}
@@ -27,6 +24,33 @@ def error_response(status: int, message: str) -> bytes:
     body = b'{"error":{"code":-32600,"message":"%s"}}' % message.encode()
     return (STATUS[status] + b"content-type: application/json\r\ncontent-length: %d\r\n"
             b"connection: close\r\n\r\n" % len(body) + body)
+
+
+class Dated(Protocol):
+    def date(self) -> bytes: ...
+
+
+class Conn(Protocol):
+    """The HTTP/1.1 connection (:class:`ppy.server.http.h1.H1Connection`) as a request sees it."""
+
+    loop: asyncio.AbstractEventLoop
+
+    @property
+    def listener(self) -> Dated: ...
+
+    write_paused: bool
+    last: bool  # the server is draining: close after this reply
+    broken: bool  # the parser stopped mid-stream: close after this reply
+
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+    def body_taken(self) -> None: ...
+
+    async def drained(self) -> None: ...
+
+    def response_done(self, request: Request) -> None: ...
 
 
 class Request:
@@ -50,7 +74,7 @@ class Request:
         "waiter",
     )
 
-    def __init__(self, conn: H1Connection, scope: dict[str, Any], keep_alive: bool, expect: bool) -> None:
+    def __init__(self, conn: Conn, scope: dict[str, Any], keep_alive: bool, expect: bool) -> None:
         self.conn = conn
         self.scope = scope
         self.chunks: list[bytes] = []

@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ppy.app.dispatch import UNAUTHORIZED, Dispatcher
 from ppy.errors import InvalidRequest, PpyError, Unauthorized
-from ppy.run.threads import _Rest as Resume
+from ppy.run.threads import Resume
 from ppy.server.state import ServerState
 from ppy.wire import jsonrpc
 

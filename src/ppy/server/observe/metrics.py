@@ -52,23 +52,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.utils import floatToGoString
 
+from ppy.errors import CODES
 from ppy.server.observe import shared as multiproc
 from ppy.server.observe.stats import OTHER
 from ppy.server.state import ServerState
 
-OUTCOMES = {
-    0: "ok",
-    -32700: "parse_error",
-    -32600: "invalid_request",
-    -32601: "method_not_found",
-    -32602: "invalid_params",
-    -32603: "internal_error",
-    -32000: "application_error",
-    -32001: "timeout",
-    -32002: "overloaded",
-    -32003: "unauthorized",
-    -32004: "worker_crashed",
-}
+OUTCOMES = {0: "ok", **{row.code: row.outcome for row in CODES}}
 #: Error codes that mean a configured limit was hit, and the limit's name.
 LIMIT_CODES = {-32002: "max_inflight", -32001: "timeout"}
 BUILTINS = frozenset({"rpc.ping", "rpc.discover", "rpc.auth"})
@@ -135,11 +124,11 @@ class Metrics:
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
         self.registry.register(_Live(self))
-        observers = getattr(state.dispatcher.runner, "respawn_observers", None)
-        if observers is not None:  # --isolate: the pool reports each replacement (none without a pool)
+        runner = state.dispatcher.runner
+        if runner.isolated:  # --isolate: the pool reports each replacement (threads never do)
             respawns = Histogram("ppy_worker_respawn_seconds", multiproc.RESPAWN_HELP, ["pool"], unit="seconds",
                                  buckets=multiproc.RESPAWN_BUCKETS, registry=self.registry).labels("isolate")
-            observers.append(lambda seconds, _why: respawns.observe(seconds))
+            runner.respawn_observers.append(lambda seconds, _why: respawns.observe(seconds))
 
     def known(self, method: str) -> bool:
         return method in self.state.dispatcher.registry.functions or method in BUILTINS

@@ -1,1 +1,1 @@
-"""TCP and Unix-socket connections: dialect sniffing, then the legacy or lines handler."""
+"""TCP and Unix-socket connections: dialect sniffing, then the legacy or lines handler, with flow control."""

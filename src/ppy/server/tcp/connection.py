@@ -1,100 +1,450 @@
-"""One asyncio protocol per TCP or Unix connection; the dialect is told from the first bytes.
+"""One asyncio protocol per TCP or Unix connection: lifecycle, timers, flow control, writing.
 
-This module reads: it sniffs the dialect, feeds the decoder and hands complete
-messages to the dialect's handler (``conn_legacy``, ``conn_lines``); the
-lifecycle, timers and writing shared by both live in ``conn_base``.
+The first bytes tell the dialect (``ppy.wire.sniff``); from then on the
+connection hands each complete message to one dialect handler
+(:class:`~ppy.server.tcp.lines.LinesHandler` or
+:class:`~ppy.server.tcp.legacy.LegacyHandler`), which starts calls and
+queues their replies back here with :meth:`Connection.send`.
+
+Reading, handling and writing meet in :meth:`Connection._pump`, the one place
+where flow control lives (docs/limits.md):
+
+- the window (``--max-conn-inflight``): with that many calls running, the
+  connection handles no further request and is not read until one finishes —
+  TCP backpressure, never an error;
+- the output high-water mark (``HIGH_WATER``): while more replies wait than
+  that, the connection is not read *and* the requests already read are not
+  handled (their bytes stay undecoded); both resume below ``LOW_WATER``;
+- ``--send-timeout``: replies that wait and make no progress for that long
+  (the client stopped reading) abort the connection, as does a close that
+  cannot flush.
+
+Every wait is bounded: ``--idle-timeout`` between requests, ``--request-timeout``
+from a request's first byte to its last (trickled bytes do not reset it).
 """
 
 from __future__ import annotations
 
-from ppy.errors import ParseError, ProtocolError
-from ppy.server.tcp.legacy import LegacyCalls
-from ppy.server.tcp.lines import MAX_QUEUED_PER_CONNECTION, LinesCalls
+import asyncio
+import enum
+import logging
+from collections import deque
+from typing import cast
+
+from ppy.errors import InvalidRequest, Overloaded, ParseError, ProtocolError
+from ppy.server.state import ServerState
+from ppy.server.tcp.auth import MAX_WRONG_TOKENS, log_wrong_tokens
+from ppy.server.tcp.dialect import Handler
+from ppy.server.tcp.legacy import LegacyHandler
+from ppy.server.tcp.lines import LinesHandler
 from ppy.wire import jsonrpc
-from ppy.wire.legacy import LegacyDecoder
-from ppy.wire.lines import LineDecoder
+from ppy.wire.model import Dialect
 from ppy.wire.sniff import Verdict, sniff
+
+log = logging.getLogger("ppy.server")
 
 #: Whitespace a client may send before its first request; past this it is not a client of ours.
 MAX_SNIFF_BYTES = 1024
 NOT_A_REQUEST = ParseError(
     "not a request: send a JSON-RPC 2.0 object per line, or a legacy 11-byte header frame")
+#: Replies waiting for a client (in the transport's buffer) past which its requests are neither
+#: read nor handled; handling resumes once they are down to LOW_WATER.
+HIGH_WATER = 1024 * 1024
+LOW_WATER = 256 * 1024
+#: Requests decoded at a time: the rest of a read stays as bytes in the decoder until handled.
+CHUNK_LINES = 64
+#: Requests one connection handles per loop turn: a client that sent thousands takes turns with the others.
+TURN_BUDGET = 32
+#: Replies of one loop turn queued past this many bytes are written at once (and may pause us).
+FLUSH_BYTES = 64 * 1024
 
 
-class Connection(LinesCalls, LegacyCalls):
-    def data_received(self, data: bytes) -> None:
-        if self.closed or self.done_reading:
+class Phase(enum.Enum):
+    """Where a connection is in its life; every transition is in this module."""
+
+    SNIFFING = "sniffing"  # the first bytes have not told the dialect yet
+    REFUSING = "refusing"  # over --max-connections or draining: answer -32002 in its dialect, then close
+    OPEN = "open"  # reading and handling requests
+    EOF = "eof"  # the peer closed its side: the requests it sent are still handled
+    FINISHING = "finishing"  # reads no more; closes once the replies owed are written
+    CLOSING = "closing"  # transport.close() called: flushing
+    CLOSED = "closed"  # connection_lost
+
+
+_OPEN, _EOF = Phase.OPEN, Phase.EOF  # read on every request: one global lookup each
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.config = state.config
+        self.dispatcher = state.dispatcher
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.phase = Phase.SNIFFING
+        self.dialect: Dialect | None = None
+        self.handler: Handler | None = None
+        self.prefix = b""  # bytes received before the dialect is known
+        self.authed = state.dispatcher.token is None
+        self.window = state.config.max_conn_inflight
+        self.calls = 0  # calls of this connection running (a batch counts as its calls)
+        self.wrong_tokens = 0
+        self._lines: deque[bytes] = deque()  # decoded messages not handled yet (at most CHUNK_LINES)
+        self._out: list[bytes] = []  # replies of this loop turn, written together
+        self._out_bytes = 0
+        self._flush_posted = False
+        self._pumping = False
+        self._reading = True
+        self._output_blocked = False  # the transport holds more than HIGH_WATER (pause_writing)
+        self._idle: asyncio.TimerHandle | None = None
+        self._idle_from = 0.0  # loop time of the last activity (see _arm_idle)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._send_timer: asyncio.TimerHandle | None = None
+        self._send_mark = 0  # bytes waiting when the send timer was armed
+        self.lost: asyncio.Future[None] = self.loop.create_future()  # the drain awaits the last byte written
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
+        self.transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
+        state = self.state
+        if state.open_connections >= self.config.max_connections or state.draining:
+            # Answer in the client's own dialect once we know it, then close.
+            self.phase = Phase.REFUSING
+            state.refused += 1
+            self._deadline = self.loop.call_later(1.0, self.abort)
             return
-        if self.decoder is None:
+        state.connections.add(self)
+        self._arm_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.phase = Phase.CLOSED
+        self._cancel_timers()
+        if not self.lost.done():
+            self.lost.set_result(None)
+        if self in self.state.connections:
+            self.state.connections.discard(self)
+            if self.dialect:
+                self.state.by_dialect[self.dialect] -= 1
+
+    def data_received(self, data: bytes) -> None:
+        if self.phase not in (Phase.SNIFFING, Phase.REFUSING, Phase.OPEN):
+            return
+        if self.handler is None:
             if not self._choose_dialect(data):
                 return
             data, self.prefix = self.prefix, b""
+        assert self.handler is not None
         try:
-            messages = self.decoder.feed(data)  # type: ignore[union-attr]
+            self._lines.extend(self.handler.decoder.feed(data, CHUNK_LINES))
         except ProtocolError as exc:
             self._protocol_error(exc)
             return
-        if messages:
-            if self.dialect == "legacy":
-                self._on_legacy(messages[0])
-            else:
-                # Replies that are ready at once (fast calls) leave in one write: pipelined calls cost
-                # one send() per read, not one per call.
-                out: list[bytes] = []
-                for line in messages:
-                    self._on_line(line, out)
-                if out:
-                    out.append(b"")
-                    self._write(b"\n".join(out))
-                if self.queued >= MAX_QUEUED_PER_CONNECTION and self.transport is not None:
-                    self._backlogged = True
-                    self.transport.pause_reading()
-                if self.decoder.pending:  # type: ignore[union-attr]
-                    # A codec raises an error found after complete lines on its next call.
+        self._pump()
+
+    def eof_received(self) -> bool | None:
+        # Half-closed clients still get their replies; close once they are written.
+        if self.phase is Phase.OPEN:
+            self.phase = Phase.EOF
+            self._pump()
+        elif self.phase in (Phase.SNIFFING, Phase.REFUSING):
+            self.phase = Phase.FINISHING
+            self._maybe_close()
+        return True
+
+    def pause_writing(self) -> None:
+        # The client is not reading its replies: stop reading and handling its requests.
+        self._output_blocked = True
+        self._set_reading(False)
+        self._arm_send_timer()
+
+    def resume_writing(self) -> None:
+        self._output_blocked = False
+        self._pump()
+
+    def drain_close(self) -> None:
+        """Called when the server starts draining: close now if nothing is owed."""
+        self._maybe_close(draining=True)
+
+    def goaway(self) -> None:  # a handover (ppy.server.handover): the lines handler says rpc.goaway once
+        if self.handler is not None and self.phase in (Phase.OPEN, Phase.EOF):
+            self.handler.goaway()
+
+    def abort(self) -> None:
+        """Drop the connection now, unsent replies and all (a deadline passed)."""
+        self._cancel_timers()
+        if self.phase is not Phase.CLOSED:
+            self.phase = Phase.CLOSING
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- the one place: read, handle, write ------------------------------------------
+
+    def _pump(self) -> None:
+        """Handle the requests read so far as far as the window and the output allow, then decide
+        whether to read more.  Called on data, when a call finishes and when replies drained."""
+        handler = self.handler
+        if handler is None or self._pumping:
+            return
+        self._pumping = True
+        budget = TURN_BUDGET
+        handle = handler.handle
+        try:
+            lines = self._lines
+            while ((phase := self.phase) is _OPEN or phase is _EOF) and not self._output_blocked \
+                    and self.calls < self.window:
+                if not lines:
+                    if not handler.decoder.ready:
+                        break
                     try:
-                        self.decoder.feed(b"")  # type: ignore[union-attr]
+                        lines.extend(handler.decoder.feed(b"", CHUNK_LINES))
                     except ProtocolError as exc:
                         self._protocol_error(exc)
-                        return
+                        break
+                    continue
+                if not budget:  # let other connections have the loop; go on in the next turn
+                    self.loop.call_soon(self._pump)
+                    break
+                budget -= 1
+                line = lines.popleft()
+                if not handle(line):
+                    lines.appendleft(line)
+                    break
+        finally:
+            self._pumping = False
+        self._flush()
+        if self.phase is Phase.EOF and not self._lines and not handler.decoder.ready:
+            self.phase = Phase.FINISHING
+            try:
+                handler.decoder.feed_eof()
+            except ProtocolError as exc:
+                self._protocol_error(exc)
+        self._set_reading(self.phase is Phase.OPEN and not self._output_blocked and self.calls < self.window
+                          and not self._lines and not handler.decoder.ready)
         self._track_partial()
+        self._maybe_close()
+
+    def finished(self, weight: int, reply: bytes | None) -> None:
+        """``weight`` calls of this connection ended; ``reply`` (framed) is what they answer, if anything."""
+        calls = self.calls = self.calls - weight
+        if reply is not None:
+            if not calls and not self._out:  # nothing else to wait for: no extra loop turn
+                self._write(reply)
+            else:  # send(), inlined: this runs once per call
+                self._out.append(reply)
+                self._out_bytes += len(reply)
+                if self._out_bytes >= FLUSH_BYTES:
+                    self._flush()
+                elif not self._flush_posted:
+                    self._flush_posted = True
+                    self.loop.call_soon(self._flush)
+        if (not self._reading or self._lines) and ((phase := self.phase) is _OPEN or phase is _EOF):
+            self._pump()  # the window may have opened
+        elif not calls:
+            self._maybe_close()
+
+    def send(self, frame: bytes) -> None:
+        """Queue a framed reply: the replies of one loop turn leave in one write (one send() for 16
+        pipelined calls, not 16)."""
+        self._out.append(frame)
+        self._out_bytes += len(frame)
+        if self._out_bytes >= FLUSH_BYTES:
+            self._flush()
+        elif not self._pumping and not self._flush_posted:
+            self._flush_posted = True
+            self.loop.call_soon(self._flush)
+
+    def send_line(self, line: bytes) -> None:
+        self.send(line + b"\n")
+
+    def wrong_token(self) -> None:
+        """A wrong token was tried: past MAX_WRONG_TOKENS the connection reads no more and closes."""
+        self.wrong_tokens += 1
+        if self.wrong_tokens < MAX_WRONG_TOKENS:
+            return
+        log_wrong_tokens(self._peer())
+        self.phase = Phase.FINISHING
+        self._lines.clear()
+        self._set_reading(False)
+
+    # -- reading -------------------------------------------------------------------
 
     def _choose_dialect(self, data: bytes) -> bool:
         self.prefix += data
         verdict = sniff(self.prefix)
         if verdict is Verdict.NEED_MORE:
             if len(self.prefix) > MAX_SNIFF_BYTES:
-                self._abort()
+                self.abort()
             else:
-                self._track_partial(pending=True)
+                self._track_partial()
             return False
         if verdict is Verdict.REJECT:
-            self._abort()
+            self.abort()
             return False
         if verdict is Verdict.JSONISH:
-            self._write_line(jsonrpc.encode_error(None, NOT_A_REQUEST))
+            self._write(jsonrpc.encode_error(None, NOT_A_REQUEST) + b"\n")
             self._close()
             return False
-        self.dialect = verdict.value
-        limit = self.config.max_frame_bytes
-        self.decoder = LegacyDecoder(limit) if verdict is Verdict.LEGACY else LineDecoder(limit)
-        if self.over_limit:
-            self._refuse()
+        self.handler = LegacyHandler(self) if verdict is Verdict.LEGACY else LinesHandler(self)
+        if self.phase is Phase.REFUSING:
+            self._write(self.handler.error_frame(Overloaded(
+                f"server has {self.config.max_connections} connections open (--max-connections) "
+                "or is shutting down; retry later")))
+            self._close()
             return False
+        self.dialect = Dialect.LEGACY if verdict is Verdict.LEGACY else Dialect.LINES
         self.state.by_dialect[self.dialect] += 1
+        self.phase = Phase.OPEN
         return True
 
-    def _track_partial(self, pending: bool | None = None) -> None:
-        """Start the whole-request deadline at a request's first byte; stop it at its last."""
-        if pending is None:
-            pending = bool(self.decoder and self.decoder.pending)
-        if pending:
+    def _set_reading(self, reading: bool) -> None:
+        transport = self.transport
+        if reading == self._reading or transport is None or transport.is_closing():
+            return
+        self._reading = reading
+        if reading:
+            transport.resume_reading()
+        else:
+            transport.pause_reading()
+
+    def finish_reading(self) -> None:
+        """Read no more from this connection (a legacy connection carries one call)."""
+        if self.phase is Phase.OPEN or self.phase is Phase.EOF:
+            self.phase = Phase.FINISHING
+        self._set_reading(False)
+
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        log.info("protocol error from %s: %s", self._peer(), exc.error.message)
+        if self.handler is not None:
+            self.send(self.handler.error_frame(exc.error))
+            self._flush()
+        if exc.fatal:
+            # Read no more, but let calls already running reply before the close.
+            self.phase = Phase.FINISHING
+            self._lines.clear()
+            self._cancel_timers()
+            self._set_reading(False)
+            self._maybe_close()
+
+    # -- timers ----------------------------------------------------------------------
+
+    def _track_partial(self) -> None:
+        """Run the whole-request deadline from a request's first byte to its last.  Requests that are
+        complete but held back by flow control are not the client's delay."""
+        if self.handler is None:
+            partial = bool(self.prefix)
+        else:
+            decoder = self.handler.decoder
+            partial = bool(decoder.pending) and not self._lines and not decoder.ready
+        if partial and self.phase in (Phase.SNIFFING, Phase.REFUSING, Phase.OPEN):
             if self._idle is not None:
                 self._idle.cancel()
                 self._idle = None
             if self._deadline is None:
                 self._deadline = self.loop.call_later(self.config.request_timeout, self._request_timed_out)
+        elif self._deadline is not None and self.phase is not Phase.REFUSING:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _request_timed_out(self) -> None:
+        self._deadline = None
+        err = InvalidRequest(f"request not received completely within {self.config.request_timeout:g} s "
+                             "(--request-timeout); send each request in one go")
+        if self.handler is not None:
+            self.send(self.handler.error_frame(err))
+        self._close()
+
+    def _arm_idle(self) -> None:
+        """Restart the idle clock.  The timer is not replaced per request (that cost two timer
+        operations per call): it fires at the first possible moment and re-arms itself for the rest."""
+        self._idle_from = self.loop.time()
+        if self._idle is None and self.phase is not Phase.CLOSED and not self.calls:
+            self._idle = self.loop.call_at(self._idle_from + self.config.idle_timeout, self._idle_fired)
+
+    def _idle_fired(self) -> None:
+        self._idle = None
+        if self.phase is Phase.CLOSED or self.calls or self._owes_input():
+            return  # busy: the idle clock restarts when its calls finish or its request is complete
+        due = self._idle_from + self.config.idle_timeout
+        if due > self.loop.time():
+            self._idle = self.loop.call_at(due, self._idle_fired)
         else:
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
+            self._close()
+
+    def _arm_send_timer(self) -> None:
+        if self._send_timer is None and self.transport is not None:
+            self._send_mark = self.transport.get_write_buffer_size()
+            self._send_timer = self.loop.call_later(self.config.send_timeout, self._send_check)
+
+    def _send_check(self) -> None:
+        """Replies have waited --send-timeout: abort unless the client read some of them meanwhile."""
+        self._send_timer = None
+        if self.transport is None or self.phase is Phase.CLOSED:
+            return
+        waiting = self.transport.get_write_buffer_size()
+        if not waiting or (waiting < self._send_mark and (self._output_blocked or self.phase is Phase.CLOSING)):
+            if waiting:
+                self._arm_send_timer()  # progress: give it another period
+            return
+        if not self._output_blocked and self.phase is not Phase.CLOSING:
+            return  # below the high-water mark again and not closing: nothing is stuck
+        log.info("aborting connection from %s: %d bytes of replies not read for %g s (--send-timeout)",
+                 self._peer(), waiting, self.config.send_timeout)
+        self.abort()
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._idle, self._deadline, self._send_timer):
+            if timer is not None:
+                timer.cancel()
+        self._idle = self._deadline = self._send_timer = None
+
+    # -- writing and closing -----------------------------------------------------------
+
+    def _flush(self) -> None:
+        self._flush_posted = False
+        if self._out:
+            data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
+            self._out.clear()
+            self._out_bytes = 0
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def _owes_input(self) -> bool:
+        """A request is partly received, or read and not handled yet."""
+        if self.handler is None:
+            return bool(self.prefix)
+        return bool(self._lines) or bool(self.handler.decoder.pending)
+
+    @property
+    def held(self) -> bool:
+        """Complete requests were read and wait to be handled (flow control holds them back)."""
+        return bool(self._lines) or (self.handler is not None and self.handler.decoder.ready)
+
+    def _maybe_close(self, draining: bool = False) -> None:
+        if self.calls or self.phase is Phase.CLOSING or self.phase is Phase.CLOSED:
+            return
+        owed = self._owes_input()
+        if self.phase is Phase.FINISHING or ((draining or self.state.draining) and not owed):
+            self._close()
+        elif not owed:
             self._arm_idle()
+
+    def _close(self) -> None:
+        if self.phase is Phase.CLOSED:
+            return
+        self._cancel_timers()
+        self._flush()
+        self.phase = Phase.CLOSING
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+            if transport.get_write_buffer_size():  # close() waits for the client to read them: bound it
+                self._arm_send_timer()
+
+    def _peer(self) -> str:
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        return str(peer or "unix socket")

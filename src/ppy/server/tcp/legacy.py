@@ -2,64 +2,41 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine
-from typing import Any, cast
-
-from ppy.app.dispatch import PENDING
-from ppy.errors import CallTimeout, PpyError
-from ppy.server.tcp import legacy_call as legacy
-from ppy.server.tcp.base import CUT_OFF, ConnectionBase
-from ppy.wire import jsonvalue
-from ppy.wire.legacy import encode_frame
-from ppy.wire.model import Call
+from ppy.errors import PpyError
+from ppy.server.tcp.dialect import Link
+from ppy.wire import legacy
+from ppy.wire.model import Call, Dialect
 
 
-class LegacyCalls(ConnectionBase):
-    def _on_legacy(self, payload: bytes) -> None:
-        # One call per connection, as the seed did: ignore anything after the frame.
-        self.done_reading = True
-        if self.transport:
-            self.transport.pause_reading()
+class LegacyHandler:
+    def __init__(self, conn: Link) -> None:
+        self.conn = conn
+        self.dispatcher = conn.state.dispatcher
+        self.config = conn.state.config
+        self.decoder = legacy.LegacyDecoder(self.config.max_frame_bytes)
+
+    def error_frame(self, error: PpyError) -> bytes:
+        return legacy.encode_error(error)
+
+    def goaway(self) -> None:
+        """Nothing to say: a legacy connection carries one call and closes anyway."""
+
+    def handle(self, payload: bytes) -> bool:
+        conn = self.conn
+        conn.finish_reading()  # one call per connection, as the seed did: ignore anything after the frame
         try:
-            call = legacy.parse_payload(payload, self.config.max_depth)
+            call = legacy.parse_payload(payload, self.config.max_depth, self.config.legacy_str_params)
+            authed = conn.authed or self.dispatcher.check_token(call.token)
+            started = self.dispatcher.begin(call, Dialect.LEGACY, authed, legacy.encode_result, self._settled)
         except PpyError as exc:
-            self._write_legacy_error(exc)
-            self._close()
-            return
-        authed = self.authed or self.dispatcher.check_token(call.token)
-        try:
-            started = self.dispatcher.begin(call, "legacy", authed, jsonvalue.encode_legacy, self._settled_legacy)
-        except PpyError as exc:
-            self._write_legacy_error(exc)
-            self._close()
-            return
-        if isinstance(started, bytes):  # finished at once: no task
-            self._write(encode_frame(started))
-            self._close()
-            return
-        self.inflight += 1
-        if started is not PENDING:  # else the runner calls _settled_legacy when it is done: no task
-            self.state.spawn(self._run_legacy(cast(Coroutine[Any, Any, bytes], started)))
-
-    def _settled_legacy(self, call: Call, outcome: bytes | PpyError) -> None:
-        if isinstance(outcome, PpyError):
-            self._write_legacy_error(outcome)
+            conn.send(legacy.encode_error(exc))
+            return True
+        if started is None:  # running: _settled is called when it ends
+            conn.calls += 1
         else:
-            self._write(encode_frame(outcome))
-        self.inflight -= 1
-        self._close()
+            conn.send(legacy.encode_reply(started))
+        return True
 
-    async def _run_legacy(self, started: Coroutine[Any, Any, bytes]) -> None:
-        try:
-            body = await started
-        except PpyError as exc:
-            self._write_legacy_error(exc)
-        except asyncio.CancelledError:  # the drain deadline passed: still one answer per request
-            self._write_legacy_error(CallTimeout(CUT_OFF))
-            raise
-        else:
-            self._write(encode_frame(body))
-        finally:
-            self.inflight -= 1
-            self._close()
+    def _settled(self, call: Call, outcome: bytes | PpyError) -> None:
+        self.conn.finished(1, legacy.encode_error(outcome) if isinstance(outcome, PpyError)
+                           else legacy.encode_reply(outcome))

@@ -33,7 +33,6 @@ import threading
 from pathlib import Path
 
 from ppy.app.registry import Registry
-from ppy.run.isolated import IsolatedRunner
 from ppy.server.state import ServerState
 
 log = logging.getLogger("ppy.reload")
@@ -159,13 +158,13 @@ class Reloader:
             fresh = await in_daemon_thread(self.app_dir, self.state.config.import_timeout)
             merged, regressed = keep_good(old, fresh)
             runner = dispatcher.runner
-            isolated = isinstance(runner, IsolatedRunner)
+            isolated = runner.isolated
             if regressed and isolated:
                 # Workers would import the broken files: keep everything as it was, report the errors.
                 merged = Registry(old.app_dir, old.functions, old.entries, dict(fresh.failed), old.package,
                                   fresh.refused)
             dispatcher.swap(merged)
-            if isinstance(runner, IsolatedRunner) and not regressed:
+            if not (isolated and regressed):
                 runner.reload()
             self.reloads += 1
             for package in {old.package, fresh.package} - {merged.package}:
