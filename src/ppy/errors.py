@@ -15,7 +15,8 @@ legacy ``{"data": [], "error": message}``)::
     ├── CallTimeout             -32001  ran past ``--timeout``
     ├── Overloaded              -32002  too many calls in flight or connections open
     ├── Unauthorized            -32003  token required and missing or wrong
-    └── WorkerCrashed           -32004  the process running the call died
+    ├── WorkerCrashed           -32004  the process running the call died
+    └── Cancelled               -32005  the client cancelled the call (rpc.cancel)
 
     ProtocolError               framing errors raised by the sans-I/O codecs;
                                 each carries the PpyError to answer with.
@@ -93,6 +94,11 @@ class WorkerCrashed(PpyError):
     http_status = 500
 
 
+class Cancelled(PpyError):
+    code = -32005
+    http_status = 499  # nginx's "client closed request": nobody reads it, but logs show why
+
+
 ERROR_BY_CODE: dict[int, type[PpyError]] = {
     cls.code: cls
     for cls in (
@@ -106,6 +112,7 @@ ERROR_BY_CODE: dict[int, type[PpyError]] = {
         Overloaded,
         Unauthorized,
         WorkerCrashed,
+        Cancelled,
     )
 }
 

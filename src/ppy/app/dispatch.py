@@ -13,7 +13,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ppy.app.discover import document
 from ppy.app.function import Function
@@ -21,6 +21,9 @@ from ppy.app.registry import Registry
 from ppy.config import Config
 from ppy.errors import ApplicationError, InternalError, InvalidParams, Overloaded, PpyError, Unauthorized
 from ppy.wire.model import Call
+
+if TYPE_CHECKING:
+    from ppy.run.streams import Source
 
 log = logging.getLogger("ppy.call")
 access = logging.getLogger("ppy.access")
@@ -50,6 +53,10 @@ class Runner(Protocol):
         """Start the call with a callback instead of a task, if this runner can for this function."""
         ...
 
+    def stream(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Source:
+        """[stream hook] Start a generator function; its items are pulled (ppy.run.streams)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -71,12 +78,15 @@ class Dispatcher:
         self.version = version
         self.timeout = config.timeout
         self.max_inflight = config.max_inflight
+        self.max_frame_bytes = config.max_frame_bytes  # [stream hook] bounds a generator's collected list
         self.debug = config.debug
         self.legacy_str_params = config.legacy_str_params
         self.token = config.token
         self.access_log = config.access_log
         self.inflight = 0
         self.observers: list[Observer] = []
+        #: [stream hook] stream_observer(method, outcome, items, seconds), ppy.app.streaming
+        self.stream_observers: list[Callable[[str, str, int, float], None]] = []
         self._ids = itertools.count(1)
         self._discovery: tuple[Registry, dict[str, Any]] | None = None
 
@@ -130,7 +140,7 @@ class Dispatcher:
                 # Counted now, not when the coroutine first runs: a burst of requests decoded from one
                 # read is admitted one by one, so --max-inflight holds for pipelined clients too.
                 self.inflight += 1
-                if then is not None and not fn.is_async and self.runner.start_sync(
+                if then is not None and not fn.is_async and not fn.streams and self.runner.start_sync(
                         fn, args, kwargs, self._timeout(call), _Settle(self, call, dialect, start, encode, then)):
                     return PENDING
                 return self._finish(call, dialect, start, fn, args, kwargs, encode)
@@ -144,7 +154,12 @@ class Dispatcher:
     async def _finish(self, call: Call, dialect: str, start: float, fn: Function, args: tuple[Any, ...],
                       kwargs: dict[str, Any], encode: Encoder) -> bytes:
         try:  # self.inflight was counted by begin()
-            body = encode(await self.runner.run(fn, args, kwargs, self._timeout(call)))
+            if fn.streams:  # [stream hook] a generator, for a caller that did not ask for a stream
+                from ppy.app.streaming import collect
+
+                body = await collect(self, fn, args, kwargs, self._timeout(call), encode)
+            else:
+                body = encode(await self.runner.run(fn, args, kwargs, self._timeout(call)))
         except PpyError as exc:
             self._done(call, dialect, start, exc)
             raise

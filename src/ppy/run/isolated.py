@@ -44,6 +44,7 @@ import msgspec
 
 from ppy.app.function import Function
 from ppy.errors import ERROR_BY_CODE, ApplicationError, CallTimeout, InternalError, PpyError, WorkerCrashed
+from ppy.run.streams import Source
 from ppy.run.worker import ERROR, HEADER, RESULT, encode_call
 
 log = logging.getLogger("ppy.isolate")
@@ -162,6 +163,12 @@ class IsolatedRunner:
                    settle: Callable[[Any, PpyError | None], None]) -> bool:
         """Every call is awaited through :meth:`run` (its worker's reply is read by a task anyway)."""
         return False
+
+    def stream(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Source:
+        """[stream hook] A generator's items from a worker, as they come (ppy.run.isolated_stream)."""
+        from ppy.run.isolated_stream import open_worker_source
+
+        return open_worker_source(self, fn, args, kwargs)
 
     def close(self) -> None:
         self._closing = True

@@ -27,6 +27,7 @@ from ppy.app.dispatch import application_error
 from ppy.app.function import Function
 from ppy.errors import CallTimeout, PpyError
 from ppy.run.lane import Expired, SyncLane
+from ppy.run.streams import Source, open_source
 
 log = logging.getLogger("ppy.call")
 
@@ -92,6 +93,10 @@ class ThreadRunner:
         self.lane.submit_to(SyncCall(fn, timeout, settle, self.debug), _timed_call, (fn, args, kwargs),
                             timeout=timeout)
         return True
+
+    def stream(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Source:
+        """[stream hook] A generator function's items, pulled by the front end (ppy.run.streams)."""
+        return open_source(fn, args, kwargs, self.pool, self.debug)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

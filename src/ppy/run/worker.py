@@ -115,6 +115,34 @@ class WorkerLoop:
             return _error(exc)
 
 
+    def stream(self, request: Any, chan_in: BinaryIO, chan_out: BinaryIO) -> bool:
+        """[stream hook] Run a generator function's call as a stream (ppy.run.worker_stream); False
+        when the method is not one (or cannot even start: handle() then answers the error)."""
+        from ppy.run import worker_stream
+        from ppy.wire import jsonvalue
+
+        fn = self.registry.functions.get(request["m"])
+        if fn is None or not fn.streams:
+            return False
+        try:
+            args, kwargs = fn.rebind(request["a"], request["k"])
+            gen = fn.fn(*args, **kwargs)
+        except BaseException:
+            return False
+
+        def send(payload: bytes) -> None:
+            chan_out.write(frame(payload))
+            chan_out.flush()
+
+        def loop() -> asyncio.AbstractEventLoop:
+            if self.loop is None:
+                self.loop = asyncio.new_event_loop()
+            return self.loop
+
+        worker_stream.run(gen, loop, chan_in, send, lambda value: RESULT + jsonvalue.encode(value), _error, _recv)
+        return True
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m ppy.run.worker APP_DIR (started by ppy serve --isolate)", file=sys.stderr)
@@ -138,6 +166,10 @@ def main(argv: list[str]) -> int:
         request = _recv(chan_in)
         if request is None:
             return 0
+        if "cancel" in request:  # [stream hook] a cancel that crossed the stream's own end: nothing to stop
+            continue
+        if worker.stream(request, chan_in, chan_out):  # [stream hook] items cross as they come
+            continue
         chan_out.write(frame(worker.handle(request)))
         chan_out.flush()
 

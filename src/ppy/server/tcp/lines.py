@@ -8,7 +8,8 @@ from typing import Any, cast
 
 from ppy.app.dispatch import PENDING
 from ppy.errors import CallTimeout, Overloaded, PpyError
-from ppy.server.tcp.base import CUT_OFF, ConnectionBase
+from ppy.server.tcp.base import CUT_OFF
+from ppy.server.tcp.stream import StreamCalls
 from ppy.wire import jsonrpc, jsonvalue
 from ppy.wire.model import Call
 
@@ -20,7 +21,7 @@ SHUTTING_DOWN = ("server is shutting down and takes no new requests; "
 MAX_QUEUED_PER_CONNECTION = 1024
 
 
-class LinesCalls(ConnectionBase):
+class LinesCalls(StreamCalls):  # [stream hook] StreamCalls(ConnectionBase): streams and rpc.cancel
     def _on_line(self, line: bytes, out: list[bytes]) -> None:
         """Handle one request line; a reply that is ready at once goes to ``out``, else a task writes it."""
         items, batch = jsonrpc.parse(line, max_depth=self.config.max_depth, max_batch=self.config.max_batch)
@@ -35,6 +36,8 @@ class LinesCalls(ConnectionBase):
         item = items[0]
         if isinstance(item, jsonrpc.Rejected):
             out.append(jsonrpc.encode_error(item.id, item.error))
+            return
+        if (item.stream or item.method == "rpc.cancel") and self._on_stream_line(item, out):  # [stream hook]
             return
         try:
             started = self.dispatcher.begin(item, "lines", self.authed, jsonvalue.encode, self._settled)

@@ -1,0 +1,120 @@
+"""``--isolate`` streams, the parent's side: a :class:`~ppy.run.streams.Source` over a worker's pipe.
+
+The worker runs the generator and writes each item as a frame
+(:mod:`ppy.run.worker_stream`).  A pull reads one frame; frames the server
+does not pull stay in the pipe, so a slow reader blocks the worker's next
+write and pauses the generator there (the pipe and the reader's buffer bound
+the memory).  Reading a frame is its own task, shielded from the puller's
+cancellation, so a deadline or ``rpc.cancel`` never leaves half a frame read.
+
+Stopping early sends the worker a cancel frame and reads (and drops) its
+frames until it answers that the generator is closed; a worker that has not
+within ``CLOSE_GRACE`` seconds is killed and replaced.  A worker that ended
+its stream normally goes back to the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ppy.errors import InternalError, WorkerCrashed
+from ppy.run.streams import Pulled
+from ppy.run.worker import ERROR, RESULT, frame
+from ppy.run.worker_stream import CANCEL, CLOSED, ITEM
+
+if TYPE_CHECKING:
+    from ppy.app.function import Function
+    from ppy.run.isolated import IsolatedRunner, Worker
+
+log = logging.getLogger("ppy.isolate")
+
+#: How long a worker has to close a cancelled generator before it is killed.
+CLOSE_GRACE = 1.0
+#: How long a stream may wait for a free worker (the stream's own deadline usually ends it first).
+ACQUIRE_S = 24 * 3600.0
+
+
+class WorkerSource:
+    def __init__(self, runner: IsolatedRunner, fn: Function, payload: bytes) -> None:
+        self.runner = runner
+        self.fn = fn
+        self.method = fn.method
+        self.payload = payload
+        self.worker: Worker | None = None
+        self._reading: asyncio.Task[bytes] | None = None
+        self._ended = False  # the worker sent R/E (or died): nothing to cancel
+        self._closed = False
+
+    async def pull(self) -> Pulled:
+        runner = self.runner
+        if self.worker is None:
+            loop = asyncio.get_running_loop()
+            self.worker = await runner._acquire(self.fn, loop.time() + ACQUIRE_S, ACQUIRE_S)
+            self.worker.busy = True
+            await self.worker.send(self.payload)
+        worker = self.worker
+        if self._reading is None:
+            self._reading = asyncio.get_running_loop().create_task(worker.recv())
+        try:
+            body = await asyncio.shield(self._reading)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self._ended = True
+            runner.crashes += 1
+            code = await runner._kill(worker, f"died during {self.method}")
+            from ppy.run.isolated import describe_exit
+
+            raise WorkerCrashed(f"the worker process running {self.method} died ({describe_exit(code)}) "
+                                "mid-stream; the server replaced it", {"worker_pid": worker.pid}) from None
+        self._reading = None
+        kind = body[:1]
+        if kind == ITEM:
+            return Pulled([body[1:]])
+        self._ended = True
+        worker.busy = False
+        worker.jobs += 1
+        runner._release(worker)
+        if kind == RESULT:
+            return Pulled(done=True, result=body[1:])
+        if kind == ERROR:
+            runner._result(self.fn, body)  # raises the worker's error as a PpyError
+        raise InternalError(f"unexpected frame from the isolated worker streaming {self.method}; please report it")
+
+    def close(self) -> None:
+        if self._closed or self._ended or self.worker is None:
+            self._closed = True
+            return
+        self._closed = True
+        self.runner._track(self._cancel(self.worker))
+
+    async def _cancel(self, worker: Worker) -> None:
+        """Ask the worker to close the generator; kill it if it does not within CLOSE_GRACE."""
+        try:
+            async with asyncio.timeout(CLOSE_GRACE):
+                await worker.send(frame(CANCEL))
+                while True:
+                    reading, self._reading = self._reading, None
+                    body = await (reading if reading is not None else worker.recv())
+                    if body[:1] in (CLOSED, RESULT, ERROR):
+                        break
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError):
+            log.warning("isolate: worker %d did not close %s's generator within %g s; killing it",
+                        worker.pid, self.method, CLOSE_GRACE)
+            await self.runner._kill(worker, f"stream of {self.method} did not stop within {CLOSE_GRACE:g} s")
+            return
+        worker.busy = False
+        worker.jobs += 1
+        self.runner._release(worker)
+
+
+def open_worker_source(runner: IsolatedRunner, fn: Function, args: tuple[Any, ...],
+                       kwargs: dict[str, Any]) -> WorkerSource:
+    from ppy.run.worker import encode_call
+
+    try:
+        payload = encode_call(fn.method, args, kwargs)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InternalError(f"cannot send the parameters of {fn.method} to an isolated worker ({exc}); "
+                            "use JSON-compatible parameter types") from None
+    return WorkerSource(runner, fn, payload)
