@@ -13,6 +13,7 @@ import http.client
 import itertools
 import select
 import socket
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import msgspec
@@ -52,6 +53,25 @@ class Client:
                                       timeout=timeout)
         reply = self._roundtrip(line, rid, wait)
         return result_of(reply)
+
+    def stream(self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Stream:
+        """Iterate over the items of a generator function as the server produces them.
+
+        ``timeout`` bounds the whole stream (the server ends it with a timeout error past it); each
+        item may take up to the client's ``timeout`` to arrive.  Leaving the loop early (``break``
+        on an iterator nobody else holds, ``close()``, or leaving ``with client.stream(...)``)
+        cancels the stream on the server.  The generator's return value is ``.result`` afterwards.
+        A function that is not a generator yields nothing and its result is ``.result``.
+        Finish or close a stream before making other calls with the same client.
+        """
+        return self.stream_request(method, build_params(args, kwargs), timeout=timeout)
+
+    def stream_request(self, method: str, params: list[Any] | dict[str, Any] | None = None, *,
+                       timeout: float | None = None) -> Stream:
+        if self.address.scheme in ("http", "https"):
+            raise ClientError("Client.stream() speaks tcp:// and unix://; over HTTP use GET /stream/... "
+                              "(Server-Sent Events)")
+        return Stream(self, method, [] if params is None else params, timeout)
 
     def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
         line = jsonrpc.encode_request(method, build_params(args, kwargs), notify=True)
@@ -168,40 +188,46 @@ class Client:
             raise ConnectError(f"connection to {self.url} broke while sending: {exc}") from None
 
     def _read_reply(self, rid: Any, wait: float) -> Any:
-        sock = self._sock
-        assert sock is not None
-        sock.settimeout(wait)
         want = set(rid) if isinstance(rid, list) else {rid}
         while True:
-            nl = self._buf.find(b"\n")
-            while nl < 0:
-                try:
-                    chunk = sock.recv(262144)
-                except TimeoutError:
-                    self.close()  # the late reply must not be read as the next call's
-                    raise ClientTimeout(f"no reply from {self.url} within {wait:g} s") from None
-                except OSError as exc:
-                    self.close()
-                    raise ConnectError(f"connection to {self.url} broke: {exc}") from None
-                if not chunk:
-                    self.close()
-                    raise ConnectError(f"{self.url} closed the connection before replying "
-                                       "(server restarting or the request was refused)")
-                start = len(self._buf)
-                self._buf += chunk
-                if len(self._buf) > MAX_REPLY_BYTES:
-                    self.close()
-                    raise ClientError("reply larger than 1 GiB; ask for less data")
-                nl = self._buf.find(b"\n", start)
-            line = bytes(self._buf[:nl])
-            del self._buf[: nl + 1]
-            reply = _decode(line)
+            reply = self._read_line(wait)
             if isinstance(reply, list):
                 if any(isinstance(r, dict) and r.get("id") in want for r in reply):
                     return reply
                 continue
+            if isinstance(reply, dict) and "method" in reply:
+                continue  # a server notification (an item of a stream that was left early)
             if isinstance(reply, dict) and (reply.get("id") in want or reply.get("id") is None):
                 return reply
+
+    def _read_line(self, wait: float) -> Any:
+        """The next line from the server, decoded."""
+        sock = self._sock
+        assert sock is not None
+        sock.settimeout(wait)
+        nl = self._buf.find(b"\n")
+        while nl < 0:
+            try:
+                chunk = sock.recv(262144)
+            except TimeoutError:
+                self.close()  # the late reply must not be read as the next call's
+                raise ClientTimeout(f"no reply from {self.url} within {wait:g} s") from None
+            except OSError as exc:
+                self.close()
+                raise ConnectError(f"connection to {self.url} broke: {exc}") from None
+            if not chunk:
+                self.close()
+                raise ConnectError(f"{self.url} closed the connection before replying "
+                                   "(server restarting or the request was refused)")
+            start = len(self._buf)
+            self._buf += chunk
+            if len(self._buf) > MAX_REPLY_BYTES:
+                self.close()
+                raise ClientError("reply larger than 1 GiB; ask for less data")
+            nl = self._buf.find(b"\n", start)
+        line = bytes(self._buf[:nl])
+        del self._buf[: nl + 1]
+        return _decode(line)
 
     def _post(self, body: bytes, wait: float) -> bytes:
         addr = self.address
@@ -232,3 +258,63 @@ class Client:
                 self.close()
                 raise ConnectError(f"cannot reach {self.url}: {exc.strerror or exc}") from None
         raise AssertionError("unreachable")
+
+
+class Stream:
+    """``Client.stream()``: an iterator over a stream's items, also a context manager."""
+
+    def __init__(self, client: Client, method: str, params: list[Any] | dict[str, Any],
+                 timeout: float | None) -> None:
+        self.client = client
+        self.method = method
+        self.result: Any = None
+        self._items = self._run(params, timeout)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._items)
+
+    def close(self) -> None:
+        """Cancel the stream if it is still running (the server closes the generator)."""
+        self._items.close()
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self, params: list[Any] | dict[str, Any], timeout: float | None) -> Generator[Any, None, None]:
+        client = self.client
+        rid = next(client._ids)
+        obj: dict[str, Any] = {"jsonrpc": "2.0", "method": self.method, "params": params, "id": rid,
+                               "stream": True}
+        if timeout is not None:
+            obj["timeout"] = timeout
+        client._send(msgspec.json.encode(obj))
+        done = False
+        try:
+            while True:
+                reply = client._read_line(client.timeout)
+                if not isinstance(reply, dict):
+                    continue
+                if reply.get("method") == "rpc.item":
+                    item = reply.get("params") or {}
+                    if item.get("id") == rid:
+                        yield item.get("item")
+                    continue
+                if "method" in reply or reply.get("id") not in (rid, None):
+                    continue  # another notification, or the late reply of an earlier call
+                done = True
+                self.result = result_of(reply)
+                return
+        finally:
+            if not done and client._sock is not None:
+                # Left early: stop the generator on the server.  Its remaining lines (items, then the
+                # -32005 response) are skipped by the next read, which matches replies by id.
+                try:
+                    client._sock.sendall(jsonrpc.encode_request("rpc.cancel", {"id": rid}, notify=True) + b"\n")
+                except OSError:
+                    client.close()
