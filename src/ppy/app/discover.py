@@ -4,7 +4,9 @@ Parameter and result schemas come from the annotations (via msgspec's JSON
 Schema generator), defaults from the signature, summaries from docstrings.
 Extensions a generator can rely on: ``x-python-type`` on each parameter and
 result (the annotation as written), ``x-signature`` per method, and
-``x-import-errors`` listing app modules that failed to import.
+``x-import-errors`` listing app modules that failed to import, and
+``x-ppy-stream: true`` on a generator function (its result schema is then the
+type of its items: docs/streaming.md).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import msgspec
 
 from ppy.app.function import Function, type_text
 from ppy.app.registry import Registry
+from ppy.app.streaming import item_type
 
 OPENRPC_VERSION = "1.2.6"
 
@@ -57,6 +60,8 @@ def describe_method(fn: Function) -> dict[str, Any]:
             item["x-kind"] = p.kind.name.lower()
         params.append(item)
     ret = fn.hints.get("return", inspect.Parameter.empty)
+    if fn.streams:  # [stream] a generator: its result schema is the type of its items
+        ret = item_type(ret)
     method: dict[str, Any] = {
         "name": fn.method,
         "params": params,
@@ -64,6 +69,8 @@ def describe_method(fn: Function) -> dict[str, Any]:
         "x-signature": fn.describe(),
         "x-async": fn.is_async,
     }
+    if fn.streams:
+        method["x-ppy-stream"] = True
     if fn.summary:
         method["summary"] = fn.summary
     if fn.doc:

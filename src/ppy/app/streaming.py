@@ -18,7 +18,10 @@ closed — its ``finally`` blocks run — whenever the stream stops early
 from __future__ import annotations
 
 import asyncio
+import collections.abc
+import inspect
 import time
+import typing
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +38,20 @@ if TYPE_CHECKING:
 
 #: Stream outcomes, as the metrics label them.
 COMPLETED, CANCELLED, TIMED_OUT, FAILED = "completed", "cancelled", "timed_out", "failed"
+
+
+#: Annotations whose first argument is the type of the items a generator function yields.
+ITERATOR_ORIGINS = (collections.abc.Iterator, collections.abc.Iterable, collections.abc.Generator,
+                    collections.abc.AsyncIterator, collections.abc.AsyncIterable, collections.abc.AsyncGenerator)
+
+
+def item_type(annotation: Any) -> Any:
+    """``T`` of ``Iterator[T]``, ``AsyncIterator[T]``, ``Generator[T, ...]`` (and the Iterable and
+    AsyncGenerator forms); ``inspect.Parameter.empty`` (unknown) for anything else."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in ITERATOR_ORIGINS and args:
+        return args[0]
+    return inspect.Parameter.empty
 
 
 def past_deadline(method: str, timeout: float) -> CallTimeout:
