@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import weakref
 from collections import deque
 from typing import Any
 
@@ -32,7 +33,9 @@ class _Link:
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
         self.waiting: dict[int, asyncio.Future[Any]] = {}
-        self.streams: dict[int, AsyncStream] = {}  # streams in progress, fed rpc.item by the reader
+        # Streams in progress, fed their items and response by the reader; weak, so that dropping a
+        # stream's iterator cancels it (AsyncStream.__del__).
+        self.streams: weakref.WeakValueDictionary[int, AsyncStream] = weakref.WeakValueDictionary()
         self.reader_task: asyncio.Task[None] | None = None
         self.closed = False
 
@@ -172,6 +175,8 @@ class AsyncClient:
                     fut = link.waiting.get(rid) if isinstance(rid, int) else None
                     if fut is not None and not fut.done():
                         fut.set_result(item)
+                    elif isinstance(rid, int) and (ended := link.streams.get(rid)) is not None:
+                        ended.end(item)
         except (OSError, ValueError, msgspec.DecodeError) as exc:
             error = ConnectError(f"connection to {self.url} broke: {exc}")
         finally:
@@ -206,8 +211,8 @@ class AsyncStream:
         self._items: deque[Any] = deque()
         self._link: _Link | None = None
         self._rid = 0
-        self._reply: asyncio.Future[Any] | None = None
-        self._changed = asyncio.Event()  # an item arrived or the reply came
+        self._reply: Any = None  # the stream's response, once it came
+        self._changed = asyncio.Event()  # an item or the response arrived, or the connection broke
         self._room = asyncio.Event()  # the queue has room again
         self._room.set()
         self._done = False
@@ -218,7 +223,8 @@ class AsyncStream:
     async def __anext__(self) -> Any:
         if self._link is None:
             await self._start()
-        assert self._reply is not None
+        link = self._link
+        assert link is not None
         while True:
             if self._items:
                 item = self._items.popleft()
@@ -227,16 +233,19 @@ class AsyncStream:
                 return item
             if self._done:
                 raise StopAsyncIteration
-            if self._reply.done():
+            if self._reply is not None:
                 self._finish()
-                self.result = result_of(self._reply.result())
+                self.result = result_of(self._reply)
                 raise StopAsyncIteration
+            if link.closed:
+                self._finish()
+                raise ConnectError(f"connection to {self.client.url} closed during the stream of {self.method}")
             self._changed.clear()
             try:
                 async with asyncio.timeout(self.client.timeout):
                     await self._changed.wait()
             except TimeoutError:
-                await self.aclose()
+                self.cancel()
                 raise ClientTimeout(f"no item of {self.method} from {self.client.url} within "
                                     f"{self.client.timeout:g} s") from None
 
@@ -244,9 +253,6 @@ class AsyncStream:
         client = self.client
         link = self._link = await client._connection()
         self._rid = rid = next(client._ids)
-        self._reply = asyncio.get_running_loop().create_future()
-        self._reply.add_done_callback(lambda _: self.wake())
-        link.waiting[rid] = self._reply
         link.streams[rid] = self
         obj: dict[str, Any] = {"jsonrpc": "2.0", "method": self.method, "params": self.params, "id": rid,
                                "stream": True}
@@ -262,6 +268,11 @@ class AsyncStream:
             self._room.clear()
             await self._room.wait()
 
+    def end(self, reply: Any) -> None:
+        """Called by the connection's reader with the stream's response."""
+        self._reply = reply
+        self.wake()
+
     def wake(self) -> None:
         self._changed.set()
 
@@ -269,7 +280,6 @@ class AsyncStream:
         self._done = True
         link = self._link
         if link is not None:
-            link.waiting.pop(self._rid, None)
             link.streams.pop(self._rid, None)
         self._room.set()
 
@@ -279,9 +289,10 @@ class AsyncStream:
             self._done = True
             return
         link = self._link
+        ended = self._reply is not None
         self._finish()
         self._items.clear()
-        if link.usable:
+        if link.usable and not ended:
             link.writer.write(jsonrpc.encode_request("rpc.cancel", {"id": self._rid}, notify=True) + b"\n")
 
     async def aclose(self) -> None:

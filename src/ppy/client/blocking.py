@@ -200,6 +200,22 @@ class Client:
             if isinstance(reply, dict) and (reply.get("id") in want or reply.get("id") is None):
                 return reply
 
+    def _cancel(self, rid: int) -> None:
+        """Stop stream ``rid`` on the server and read (dropping them) its remaining lines up to its one
+        response: a server whose client stopped reading also stopped reading requests, so the cancel
+        is only seen once the lines it already sent are read.  On any failure the connection is closed."""
+        sock = self._sock
+        assert sock is not None
+        try:
+            sock.settimeout(self.timeout)
+            sock.sendall(jsonrpc.encode_request("rpc.cancel", {"id": rid}, notify=True) + b"\n")
+            while True:
+                reply = self._read_line(self.timeout)
+                if isinstance(reply, dict) and "method" not in reply and reply.get("id") in (rid, None):
+                    return
+        except (OSError, ClientError, msgspec.DecodeError):
+            self.close()
+
     def _read_line(self, wait: float) -> Any:
         """The next line from the server, decoded."""
         sock = self._sock
@@ -267,8 +283,15 @@ class Stream:
                  timeout: float | None) -> None:
         self.client = client
         self.method = method
-        self.result: Any = None
-        self._items = self._run(params, timeout)
+        self._result: list[Any] = [None]
+        # A plain function, not a method: the generator must not reference this object, so that
+        # dropping the iterator (``break``) frees it at once and its finally cancels the stream.
+        self._items = _run(client, method, params, timeout, self._result)
+
+    @property
+    def result(self) -> Any:
+        """The generator's return value (the call's result), once the items are exhausted."""
+        return self._result[0]
 
     def __iter__(self) -> Iterator[Any]:
         return self
@@ -286,35 +309,30 @@ class Stream:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _run(self, params: list[Any] | dict[str, Any], timeout: float | None) -> Generator[Any, None, None]:
-        client = self.client
-        rid = next(client._ids)
-        obj: dict[str, Any] = {"jsonrpc": "2.0", "method": self.method, "params": params, "id": rid,
-                               "stream": True}
-        if timeout is not None:
-            obj["timeout"] = timeout
-        client._send(msgspec.json.encode(obj))
-        done = False
-        try:
-            while True:
-                reply = client._read_line(client.timeout)
-                if not isinstance(reply, dict):
-                    continue
-                if reply.get("method") == "rpc.item":
-                    item = reply.get("params") or {}
-                    if item.get("id") == rid:
-                        yield item.get("item")
-                    continue
-                if "method" in reply or reply.get("id") not in (rid, None):
-                    continue  # another notification, or the late reply of an earlier call
-                done = True
-                self.result = result_of(reply)
-                return
-        finally:
-            if not done and client._sock is not None:
-                # Left early: stop the generator on the server.  Its remaining lines (items, then the
-                # -32005 response) are skipped by the next read, which matches replies by id.
-                try:
-                    client._sock.sendall(jsonrpc.encode_request("rpc.cancel", {"id": rid}, notify=True) + b"\n")
-                except OSError:
-                    client.close()
+
+def _run(client: Client, method: str, params: list[Any] | dict[str, Any], timeout: float | None,
+         result: list[Any]) -> Generator[Any, None, None]:
+    rid = next(client._ids)
+    obj: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params, "id": rid, "stream": True}
+    if timeout is not None:
+        obj["timeout"] = timeout
+    client._send(msgspec.json.encode(obj))
+    done = False
+    try:
+        while True:
+            reply = client._read_line(client.timeout)
+            if not isinstance(reply, dict):
+                continue
+            if reply.get("method") == "rpc.item":
+                item = reply.get("params") or {}
+                if item.get("id") == rid:
+                    yield item.get("item")
+                continue
+            if "method" in reply or reply.get("id") not in (rid, None):
+                continue  # another notification, or the late reply of an earlier call
+            done = True
+            result[0] = result_of(reply)
+            return
+    finally:
+        if not done and client._sock is not None:
+            client._cancel(rid)

@@ -13,6 +13,9 @@ takes the registry's methods and the ``rpc.`` built-ins; anything else a
 client invents is ``(other)``, so a client cannot grow the label set.
 
     ppy_worker_respawn_seconds{pool}              worker replacement time (pool: workers, isolate)
+    ppy_streams_total{method, outcome}            streams ended (completed, cancelled, timed_out, failed)
+    ppy_stream_items_total{method}                items sent by streams
+    ppy_stream_duration_seconds{method}           a stream's whole duration
 
 In one process, calls are counted into plain ints and lists (the event-loop
 thread is the only writer, so no lock) and the families are built when
@@ -87,6 +90,10 @@ class _Hist:
         self.created = time.time()
 
 
+#: Stream durations: from a quick list to a long model answer.
+STREAM_BUCKETS = (0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
 class Metrics:
     """Counts calls into plain ints; the Prometheus families are built only when scraped.
 
@@ -121,9 +128,24 @@ class Metrics:
         self.registry.register(_Live(self))
         self.respawns = Histogram("ppy_worker_respawn_seconds", multiproc.RESPAWN_HELP, ["pool"],
                                   buckets=multiproc.RESPAWN_BUCKETS, registry=self.registry)
+        # [stream] streams are few and long: prometheus_client's own (locked) metrics are cheap enough.
+        self.streams = Counter("ppy_streams", "Streams ended, by method and outcome (completed, cancelled, "
+                               "timed_out, failed)", ["method", "outcome"], registry=self.registry)
+        self.stream_items = Counter("ppy_stream_items", "Items sent by streaming calls, by method", ["method"],
+                                    registry=self.registry)
+        self.stream_seconds = Histogram("ppy_stream_duration_seconds", "Duration of whole streams, by method",
+                                        ["method"], buckets=STREAM_BUCKETS, registry=self.registry)
+        state.dispatcher.stream_observers.append(self.observe_stream)
         observers = getattr(state.dispatcher.runner, "respawn_observers", None)
         if observers is not None:  # --isolate: the pool reports each replacement
             observers.append(lambda seconds, _why: self.respawns.labels("isolate").observe(seconds))
+
+    def observe_stream(self, method: str, outcome: str, items: int, seconds: float) -> None:
+        label = method if self.known(method) else "(other)"
+        self.streams.labels(label, outcome).inc()
+        if items:
+            self.stream_items.labels(label).inc(items)
+        self.stream_seconds.labels(label).observe(seconds)
 
     def known(self, method: str) -> bool:
         return method in self.state.dispatcher.registry.functions or method in BUILTINS
