@@ -23,7 +23,7 @@ from ppy.errors import ApplicationError, InternalError, InvalidParams, Overloade
 from ppy.wire.model import Call
 
 if TYPE_CHECKING:
-    from ppy.run.streams import Source
+    from ppy.app.streaming import Source
 
 log = logging.getLogger("ppy.call")
 access = logging.getLogger("ppy.access")

@@ -23,18 +23,41 @@ import inspect
 import time
 import typing
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
 from ppy.app.function import Function
 from ppy.errors import CallTimeout, Cancelled, InternalError, Overloaded, PpyError, Unauthorized
-from ppy.run.streams import Source
 from ppy.wire import jsonvalue
 from ppy.wire.model import Call
 
 if TYPE_CHECKING:
     from ppy.app.dispatch import Dispatcher, Encoder
+
+@dataclass(slots=True)
+class Pulled:
+    """What one pull gave: encoded items, and when the generator is done, its encoded return value."""
+
+    items: list[bytes] = field(default_factory=list)
+    done: bool = False
+    result: bytes = b"null"
+
+
+class Source(Protocol):
+    """A running stream as the front ends see it (in-process or in an ``--isolate`` worker)."""
+
+    method: str
+
+    async def pull(self) -> Pulled:
+        """The next items (at least one, or ``done``); raises PpyError when the generator failed."""
+        ...
+
+    def close(self) -> None:
+        """Stop the generator (idempotent, never blocks); its ``finally`` runs as soon as it can."""
+        ...
+
 
 #: Stream outcomes, as the metrics label them.
 COMPLETED, CANCELLED, TIMED_OUT, FAILED = "completed", "cancelled", "timed_out", "failed"

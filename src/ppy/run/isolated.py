@@ -43,8 +43,8 @@ from typing import Any
 import msgspec
 
 from ppy.app.function import Function
+from ppy.app.streaming import Source
 from ppy.errors import ERROR_BY_CODE, ApplicationError, CallTimeout, InternalError, PpyError, WorkerCrashed
-from ppy.run.streams import Source
 from ppy.run.worker import ERROR, HEADER, RESULT, encode_call
 
 log = logging.getLogger("ppy.isolate")

@@ -19,8 +19,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ppy.app.streaming import Pulled
 from ppy.errors import InternalError, WorkerCrashed
-from ppy.run.streams import Pulled
 from ppy.run.worker import ERROR, RESULT, frame
 from ppy.run.worker_stream import CANCEL, CLOSED, ITEM
 

@@ -28,10 +28,10 @@ import threading
 from collections import deque
 from collections.abc import AsyncGenerator, Generator
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from ppy.app.function import Function
+from ppy.app.streaming import Pulled, Source
 from ppy.errors import PpyError
 from ppy.wire import jsonvalue
 
@@ -39,29 +39,6 @@ from ppy.wire import jsonvalue
 BATCH_ITEMS = 64
 #: ... and their encoded size: one pull never holds more than about this much.
 BATCH_BYTES = 64 * 1024
-
-
-@dataclass(slots=True)
-class Pulled:
-    """What one pull gave: encoded items, and when the generator is done, its encoded return value."""
-
-    items: list[bytes] = field(default_factory=list)
-    done: bool = False
-    result: bytes = b"null"
-
-
-class Source(Protocol):
-    """A running stream as the front ends see it (in-process or in an ``--isolate`` worker)."""
-
-    method: str
-
-    async def pull(self) -> Pulled:
-        """The next items (at least one, or ``done``); raises PpyError when the generator failed."""
-        ...
-
-    def close(self) -> None:
-        """Stop the generator (idempotent, never blocks); its ``finally`` runs as soon as it can."""
-        ...
 
 
 def _encode_end(value: Any) -> bytes:

@@ -25,9 +25,10 @@ from typing import Any
 
 from ppy.app.dispatch import application_error
 from ppy.app.function import Function
+from ppy.app.streaming import Source
 from ppy.errors import CallTimeout, PpyError
 from ppy.run.lane import Expired, SyncLane
-from ppy.run.streams import Source, open_source
+from ppy.run.streams import open_source
 
 log = logging.getLogger("ppy.call")
 
