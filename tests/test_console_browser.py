@@ -226,3 +226,18 @@ def test_token_is_asked_once_and_kept_for_the_session(browser: Any, tmp_path: Pa
         card(browser, "h.hello")
         assert not browser.find_element(By.ID, "token-panel").is_displayed()
         browser.execute_script("sessionStorage.clear()")
+
+
+def test_console_shows_a_generators_items_as_they_arrive(browser: Any, demo: Server) -> None:
+    """h.words streams (docs/streaming.md): the card shows each word while the stream still runs."""
+    open_console(browser, demo)
+    box = card(browser, "h.words")
+    assert box.find_element(By.CSS_SELECTOR, "button[type=submit]").text == "Stream"
+    call_from_form(browser, "h.words", {"text": "one two three", "delay_ms": "400"})
+    out = box.find_element(By.CSS_SELECTOR, ".out")
+    _wait("the first word before the stream ends",
+          lambda: out.find_element(By.CSS_SELECTOR, "pre").text == '"one"'
+          and "streaming" in out.find_element(By.CSS_SELECTOR, ".meta").text)
+    _wait("the end of the stream", lambda: "stream ended" in out.find_element(By.CSS_SELECTOR, ".meta").text)
+    assert out.find_element(By.CSS_SELECTOR, "pre").text == '"one"\n"two"\n"three"'
+    assert "3 items" in out.find_element(By.CSS_SELECTOR, ".meta").text
