@@ -491,6 +491,23 @@ def test_isolate_streams_from_a_worker(tmp_path: Path) -> None:
         assert read(sock)["result"] == [0]
 
 
+def test_isolate_worker_dying_mid_stream_is_32004_after_the_items() -> None:
+    with Server(STREAM_APP, "--isolate", "--pool-size", "1", "--timeout", "10") as iso, iso.connect() as sock:
+        send(sock, method="s.crash_after", params=[2], id=1, stream=True)
+        items, reply = until_reply(sock, 1)
+        assert items == [0, 1] and reply["error"]["code"] == -32004
+        send(sock, method="s.count", params=[2], id=2, stream=True)  # the replacement worker streams
+        assert until_reply(sock, 2) == ([0, 1], {"jsonrpc": "2.0", "id": 2, "result": "counted 2"})
+
+
+def test_workers_stream_too() -> None:
+    with Server(STREAM_APP, "--workers", "2", "--timeout", "10", http=True) as many, many.connect() as sock:
+        send(sock, method="s.acount", params=[3], id=1, stream=True)
+        assert until_reply(sock, 1) == ([0, 1, 2], {"jsonrpc": "2.0", "id": 1, "result": None})
+        with urllib.request.urlopen(f"{many.http_url}/metrics", timeout=10) as r:
+            assert 'ppy_streams_total{method="s.acount",outcome="completed"}' in r.read().decode()
+
+
 def test_isolate_worker_that_ignores_the_cancel_is_killed(tmp_path: Path) -> None:
     with Server(STREAM_APP, "--isolate", "--pool-size", "1", "--timeout", "5") as iso, iso.connect() as sock:
         send(sock, method="s.words", params={"text": "a b", "delay": 30}, id=1, stream=True, timeout=0.3)

@@ -81,3 +81,9 @@ def odd() -> Iterator[object]:
 
 def plain() -> str:
     return "not a generator"
+
+
+def crash_after(n: int = 1) -> Iterator[int]:
+    """n items, then the process dies (for --isolate: -32004 after the items)."""
+    yield from range(n)
+    os._exit(3)
