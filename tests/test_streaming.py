@@ -358,7 +358,7 @@ def test_discovery_marks_streams_with_their_item_type(server: Server) -> None:
     assert "x-ppy-stream" not in methods["s.plain"]
 
 
-def test_php_stubs_return_a_generator_for_streams(server: Server) -> None:
+def test_php_stubs_return_a_generator_for_streams(server: Server, tmp_path: Path) -> None:
     out = subprocess.run([*PPY, "stubs", "php", "--url", server.url], capture_output=True, text=True,
                          timeout=60, cwd=ROOT)
     assert out.returncode == 0, out.stderr
@@ -366,6 +366,11 @@ def test_php_stubs_return_a_generator_for_streams(server: Server) -> None:
     assert "@return \\Generator<int, int, mixed, mixed>" in out.stdout
     assert "$this->client->streamRequest('s.count'" in out.stdout
     assert "public function s_plain(): string" in out.stdout
+    php = require_tool("php")
+    stub = tmp_path / "Api.php"
+    stub.write_text(out.stdout)
+    lint = subprocess.run([php, "-l", str(stub)], capture_output=True, text=True, timeout=60)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
 def test_metrics_count_streams_by_outcome_and_items(server: Server) -> None:

@@ -45,6 +45,15 @@ def _encode_end(value: Any) -> bytes:
     return jsonvalue.encode(value)
 
 
+def _encode_item(method: str, value: Any) -> bytes:
+    try:
+        return jsonvalue.encode(value)
+    except PpyError as exc:
+        exc.message = f"{method} yielded an item that cannot be sent: {exc.message}"
+        exc.args = (exc.message,)
+        raise
+
+
 #: What a sync job hands the loop: an item, the end (a Pulled with ``done``) or an error, or the
 #: job's own end (None, None), which lets a puller waiting on an empty job start the next one.
 _Posted = tuple[bytes | None, Pulled | PpyError | None]
@@ -131,7 +140,7 @@ class SyncSource:
                 except StopIteration as stop:
                     self._post(None, Pulled(done=True, result=_encode_end(stop.value)))
                     return
-                item = jsonvalue.encode(value)
+                item = _encode_item(self.method, value)
                 self._post(item, None)
                 size += len(item)
                 if size >= BATCH_BYTES:
@@ -199,7 +208,7 @@ class AsyncSource:
                             self._waiting = rest
                             return pulled
                         value = await rest
-                item = jsonvalue.encode(value)
+                item = _encode_item(self.method, value)
             except StopAsyncIteration:
                 pulled.done = True  # an async generator returns no value
                 return pulled
