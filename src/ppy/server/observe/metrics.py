@@ -135,7 +135,9 @@ class Metrics:
                                     registry=self.registry)
         self.stream_seconds = Histogram("ppy_stream_duration_seconds", "Duration of whole streams, by method",
                                         ["method"], buckets=STREAM_BUCKETS, registry=self.registry)
-        state.dispatcher.stream_observers.append(self.observe_stream)
+        stream_observers = getattr(state.dispatcher, "stream_observers", None)
+        if stream_observers is not None:
+            stream_observers.append(self.observe_stream)
         observers = getattr(state.dispatcher.runner, "respawn_observers", None)
         if observers is not None:  # --isolate: the pool reports each replacement
             observers.append(lambda seconds, _why: self.respawns.labels("isolate").observe(seconds))
