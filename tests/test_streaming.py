@@ -524,3 +524,53 @@ def test_isolate_worker_that_ignores_the_cancel_is_killed(tmp_path: Path) -> Non
         while "did not close" not in iso.output() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert "did not close" in iso.output()
+
+
+# -- limits, token, shutdown ---------------------------------------------------------------------------
+
+
+def test_a_stream_holds_one_inflight_slot_until_it_ends(tmp_path: Path) -> None:
+    with Server(STREAM_APP, "--max-inflight", "1") as one, one.connect() as sock:
+        send(sock, method="s.forever", params={"delay": 0.01}, id=1, stream=True)
+        assert read(sock)["method"] == "rpc.item"
+        with one.connect() as other:
+            send(other, method="s.plain", id=2)
+            assert read(other)["error"]["code"] == -32002
+        send(sock, method="rpc.cancel", params={"id": 1})
+        assert until_reply(sock, 1)[1]["error"]["code"] == -32005
+        for rid in range(3, 6):  # the slot came back (once: the limit still holds one call)
+            send(sock, method="s.count", params=[1], id=rid, stream=True)
+            assert until_reply(sock, rid)[1]["result"] == "counted 1"
+
+
+def test_streams_need_the_token(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("sesame")
+    with Server(STREAM_APP, "--token-file", str(token), http=True) as secured:
+        with secured.connect() as sock:
+            send(sock, method="s.count", params=[1], id=1, stream=True)
+            assert read(sock)["error"]["code"] == -32003
+            send(sock, method="rpc.auth", params=["sesame"], id=2)
+            assert read(sock)["result"] is True
+            send(sock, method="s.count", params=[1], id=3, stream=True)
+            assert until_reply(sock, 3) == ([0], {"jsonrpc": "2.0", "id": 3, "result": "counted 1"})
+        reply = http_raw(secured, b"GET /stream/s/count HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 401")
+        reply = http_raw(secured, b"GET /stream/s/count?n=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                                  b"Authorization: Bearer sesame\r\n\r\n")
+        assert events(reply.partition(b"\r\n\r\n")[2]) == [("item", 0), ("end", {"result": "counted 1"})]
+
+
+def test_sigterm_during_an_endless_stream_answers_it_and_exits(tmp_path: Path) -> None:
+    mark = tmp_path / "closed"
+    server = Server(STREAM_APP, "--timeout", "2")
+    try:
+        with server.connect() as sock:
+            send(sock, method="s.forever", params={"mark": str(mark), "delay": 0.01}, id=1, stream=True)
+            assert read(sock)["method"] == "rpc.item"
+            server.proc.terminate()
+            assert until_reply(sock, 1)[1]["error"]["code"] == -32001
+        assert server.proc.wait(30) == 0
+        wait_for(mark)
+    finally:
+        server.stop()
