@@ -142,6 +142,13 @@ def test_invalid_params_and_unknown_methods_with_stream_true(server: Server) -> 
         assert read(sock)["error"]["code"] == -32601
 
 
+def test_a_stream_member_that_is_not_a_boolean_is_an_invalid_request(server: Server) -> None:
+    with server.connect() as sock:
+        send(sock, method="s.count", params=[1], id=1, stream="yes")
+        reply = read(sock)
+        assert reply["id"] == 1 and reply["error"]["code"] == -32600 and '"stream"' in reply["error"]["message"]
+
+
 def test_a_second_stream_with_a_running_id_is_refused(server: Server) -> None:
     with server.connect() as sock:
         send(sock, method="s.forever", params={"delay": 0.01}, id=5, stream=True)

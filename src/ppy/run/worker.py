@@ -114,7 +114,6 @@ class WorkerLoop:
         except BaseException as exc:
             return _error(exc)
 
-
     def stream(self, request: Any, chan_in: BinaryIO, chan_out: BinaryIO) -> bool:
         """[stream hook] Run a generator function's call as a stream (ppy.run.worker_stream); False
         when the method is not one (or cannot even start: handle() then answers the error)."""

@@ -112,7 +112,10 @@ def request_from_obj(obj: Any) -> Item:
     timeout = obj.get("timeout")
     if timeout is not None and (type(timeout) not in (int, float) or timeout <= 0):
         return Rejected(rid, InvalidRequest('"timeout" must be a positive number of seconds'))
-    return Call(method, params, rid, not has_id, timeout, stream=obj.get("stream") is True)
+    stream = obj.get("stream", False)
+    if type(stream) is not bool:
+        return Rejected(rid, InvalidRequest('"stream" must be true or false'))
+    return Call(method, params, rid, not has_id, timeout, stream=stream)
 
 
 def _json_type(value: Any) -> str:
