@@ -345,6 +345,24 @@ def test_sse_disconnect_closes_the_generator(server: Server, tmp_path: Path) -> 
     wait_for(mark)
 
 
+def test_sse_reader_that_reads_nothing_pauses_the_generator() -> None:
+    with Server(STREAM_APP, "--timeout", "60", http=True) as server:
+        pid = server.proc.pid
+        sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=10)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(b"GET /stream/s/forever?size=10000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert b"event: item" in sock.recv(65536) + sock.recv(65536)
+        before = peak = rss_kb(pid)
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            peak = max(peak, rss_kb(pid))
+            time.sleep(0.2)
+        assert peak - before < 40_000, f"server RSS grew by {peak - before} KiB while the client read nothing"
+        sock.close()
+        with ppy.Client(server.url) as client:  # still healthy
+            assert client.call("s.count", 1) == [0]
+
+
 def test_curl_streams_sse(server: Server) -> None:
     curl = require_tool("curl")
     out = subprocess.run([curl, "-sN", f"{server.http_url}/stream/s/words?text=a%20b&delay=0"],
