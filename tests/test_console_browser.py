@@ -244,3 +244,18 @@ def test_entries_that_failed_to_load_are_not_listed(browser: Any, tmp_path: Path
         assert browser.find_element(By.ID, "fn-count").text == "1 functions"
         link = browser.find_element(By.ID, "openapi-link")  # the OpenAPI document, next to openrpc.json
         assert link.is_displayed() and link.get_attribute("href") == server.http_url + "/openapi.json"
+
+
+def test_console_shows_a_generators_items_as_they_arrive(browser: Any, demo: Server) -> None:
+    """h.words streams (docs/streaming.md): the card shows each word while the stream still runs."""
+    open_console(browser, demo)
+    box = card(browser, "h.words")
+    assert box.find_element(By.CSS_SELECTOR, "button[type=submit]").text == "Stream"
+    call_from_form(browser, "h.words", {"text": "one two three", "delay_ms": "400"})
+    out = box.find_element(By.CSS_SELECTOR, ".out")
+    _wait("the first word before the stream ends",
+          lambda: out.find_element(By.CSS_SELECTOR, "pre").text == '"one"'
+          and "streaming" in out.find_element(By.CSS_SELECTOR, ".meta").text)
+    _wait("the end of the stream", lambda: "stream ended" in out.find_element(By.CSS_SELECTOR, ".meta").text)
+    assert out.find_element(By.CSS_SELECTOR, "pre").text == '"one"\n"two"\n"three"'
+    assert "3 items" in out.find_element(By.CSS_SELECTOR, ".meta").text

@@ -20,6 +20,7 @@ PUBLIC = [
     "Config",
     "ConnectError",
     "RemoteApplicationError",
+    "RemoteCancelled",
     "RemoteError",
     "RemoteInternalError",
     "RemoteInvalidParams",
@@ -66,7 +67,7 @@ def test_remote_errors_cover_every_error_code_of_the_spec() -> None:
     """``ppy.RemoteError`` subclasses carry ``code``; one per code of docs/protocol.md, section 4."""
     remote = {getattr(ppy, n).code: getattr(ppy, n) for n in PUBLIC if n.startswith("Remote") and n != "RemoteError"}
     assert set(remote) == set(ERROR_BY_CODE) == {
-        -32700, -32600, -32601, -32602, -32603, -32000, -32001, -32002, -32003, -32004}
+        -32700, -32600, -32601, -32602, -32603, -32000, -32001, -32002, -32003, -32004, -32005}
     for cls in remote.values():
         assert issubclass(cls, ppy.RemoteError) and issubclass(cls, ppy.ClientError)
     err = ppy.RemoteApplicationError(-32000, "boom", {"type": "ValueError"})

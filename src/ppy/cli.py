@@ -129,7 +129,13 @@ def cmd_call(args: argparse.Namespace) -> int:
             params[key] = parse_arg(raw)
     try:
         with client_from_args(args) as client:
-            result = client.request(args.method, params)
+            if client.address.scheme in ("http", "https"):
+                result = client.request(args.method, params)
+            else:  # a generator's items are printed as they come, one JSON line each
+                with client.stream_request(args.method, params) as items:
+                    for item in items:
+                        print(json.dumps(item, ensure_ascii=False), flush=True)
+                    result = items.result
     except RemoteError as exc:
         print(f"ppy call: error {exc.code}: {exc.message}", file=sys.stderr)
         if exc.data:

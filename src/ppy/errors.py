@@ -15,7 +15,8 @@ legacy ``{"data": [], "error": message}``)::
     ├── CallTimeout             -32001  ran past ``--timeout``
     ├── Overloaded              -32002  too many calls in flight or connections open
     ├── Unauthorized            -32003  token required and missing or wrong
-    └── WorkerCrashed           -32004  the process running the call died
+    ├── WorkerCrashed           -32004  the process running the call died
+    └── Cancelled               -32005  the client cancelled the call (rpc.cancel)
 
     ProtocolError               framing errors raised by the sans-I/O codecs;
                                 each carries the PpyError to answer with.
@@ -52,6 +53,8 @@ CODES: tuple[ErrorCode, ...] = (
     ErrorCode(-32002, "overloaded", 503, "too many calls in flight or connections open, or shutting down"),
     ErrorCode(-32003, "unauthorized", 401, "token required and missing or wrong"),
     ErrorCode(-32004, "worker_crashed", 500, "the process running the call died"),
+    # 499 is nginx's "client closed request": nobody reads it, but logs show why.
+    ErrorCode(-32005, "cancelled", 499, "the client cancelled the call (rpc.cancel)"),
 )
 CODE_BY_NUMBER: dict[int, ErrorCode] = {row.code: row for row in CODES}
 
@@ -113,6 +116,10 @@ class Unauthorized(PpyError):
 
 class WorkerCrashed(PpyError):
     code = -32004
+
+
+class Cancelled(PpyError):
+    code = -32005
 
 
 ERROR_BY_CODE: dict[int, type[PpyError]] = {cls.code: cls for cls in PpyError.__subclasses__()}

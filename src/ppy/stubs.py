@@ -269,6 +269,10 @@ def render_method(method: dict[str, Any]) -> list[str]:
     defs: dict[str, Any] = _definitions(result.get("schema", {}))
     returns = php_type(result.get("schema", {}), defs)
     void = result.get("x-python-type") == "None"
+    streams = bool(method.get("x-ppy-stream"))  # [stream] a generator: a PHP Generator of its items
+    if streams:
+        void = False
+        returns = PhpType("\\Generator", f"\\Generator<int, {returns.doc}, mixed, mixed>")
     lines = ["    /**"]
     for line in _comment(method.get("description") or method.get("summary") or ""):
         lines.append(f"     * {line}".rstrip())
@@ -286,7 +290,8 @@ def render_method(method: dict[str, Any]) -> list[str]:
     lines.append(f"    public function {php_name}({', '.join(sig)}): {ret}")
     lines.append("    {")
     lines += [f"        {b}" for b in body]
-    call = f"$this->client->request({_php_literal(name)}, {_PARAMS_VAR})"
+    request = "streamRequest" if streams else "request"
+    call = f"$this->client->{request}({_php_literal(name)}, {_PARAMS_VAR})"
     lines.append(f"        {call};" if void else f"        return {call};")
     lines.append("    }")
     return lines

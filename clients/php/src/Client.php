@@ -119,6 +119,45 @@ class Client
     }
 
     /**
+     * Stream the items of a Python generator function as they are produced:
+     *
+     *     foreach ($ppy->stream('llm.tokens', prompt: $q) as $token) {
+     *         echo $token;
+     *         flush();
+     *     }
+     *
+     * The Generator's getReturn() is the Python generator's return value. Leaving the foreach
+     * early cancels the stream on the server (its generator is closed) and leaves the connection
+     * usable. A function that is not a generator yields nothing; its result is getReturn().
+     * Consume or drop one stream before making other calls on the same client.
+     *
+     * @return \Generator<int, mixed, mixed, mixed>
+     * @throws Exception as call() does, from the foreach
+     */
+    public function stream(string $method, mixed ...$args): \Generator
+    {
+        return $this->streamRequest($method, Wire::params($args));
+    }
+
+    /**
+     * stream() with the params given as one array or object, and an optional deadline for the
+     * whole stream (the client's 'timeout' option otherwise bounds the wait for each item).
+     *
+     * @param array<int|string, mixed>|object $params
+     * @return \Generator<int, mixed, mixed, mixed>
+     */
+    public function streamRequest(string $method, array|object $params = [], int|float|null $timeout = null): \Generator
+    {
+        $sent = $timeout === null ? $this->sentTimeout : self::seconds('timeout', $timeout);
+        $id = Connection::nextId();
+        $request = ['jsonrpc' => '2.0', 'method' => $method, 'params' => $params, 'id' => $id, 'stream' => true];
+        if ($sent !== null) {
+            $request['timeout'] = $sent;
+        }
+        return $this->connection->stream(Wire::encode($request) . "\n", $id, $this->timeout + self::GRACE);
+    }
+
+    /**
      * Send a notification: the server runs the call and sends nothing back, so
      * errors (even "method not found") are not reported. Returns once the bytes are sent.
      */

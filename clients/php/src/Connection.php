@@ -148,6 +148,73 @@ final class Connection
     }
 
     /**
+     * Send a streaming request and yield the items of stream $id as the server sends them; the
+     * generator returns the call's result (the Python generator's return value).
+     *
+     * Leaving early (break out of the foreach, or dropping the Generator) runs the finally block:
+     * it sends rpc.cancel and reads, dropping them, the stream's remaining lines up to its one
+     * response, so the connection is idle and usable again. If that cannot finish within $wait,
+     * the connection is closed instead.
+     *
+     * @return \Generator<int, mixed, mixed, mixed>
+     */
+    public function stream(string $line, int $id, float $wait): \Generator
+    {
+        $sock = $this->socket($wait);
+        $done = false;
+        try {
+            if (!$this->write($sock, $line, microtime(true) + $wait)) {
+                throw new ConnectionException("the connection to {$this->uri} broke before the request "
+                    . 'could be sent; is `ppy serve` running?');
+            }
+            while (true) {
+                $reply = Wire::decodeReply($this->readLine($sock, microtime(true) + $wait));
+                if (($reply['method'] ?? null) === 'rpc.item') {
+                    $params = $reply['params'] ?? null;
+                    if (is_array($params) && ($params['id'] ?? null) === $id) {
+                        yield $params['item'] ?? null;
+                    }
+                    continue;
+                }
+                $rid = $reply['id'] ?? null;
+                if ($rid === $id || ($rid === null && isset($reply['error']) && !isset($reply['method']))) {
+                    $done = true;
+                    return Wire::resultOf($reply);
+                }
+            }
+        } finally {
+            if (!$done) {
+                $this->cancel($id, $wait);
+            }
+        }
+    }
+
+    /** Stop stream $id on the server and read up to its response, so the socket is clean again. */
+    private function cancel(int $id, float $wait): void
+    {
+        $sock = $this->sock;
+        if ($sock === null || !is_resource($sock)) {
+            return;
+        }
+        $deadline = microtime(true) + $wait;
+        try {
+            $cancel = Wire::encodeRequest('rpc.cancel', ['id' => $id], null, true) . "\n";
+            if (!$this->write($sock, $cancel, $deadline)) {
+                $this->close();
+                return;
+            }
+            while (true) {
+                $reply = Wire::decodeReply($this->readLine($sock, $deadline));
+                if (($reply['id'] ?? null) === $id) {
+                    return;
+                }
+            }
+        } catch (\Throwable) {
+            $this->close();  // unsure where the stream's lines end: a fresh connection next time
+        }
+    }
+
+    /**
      * A connected, idle (and authenticated) socket.
      *
      * @return resource

@@ -24,7 +24,8 @@ namespace Ppy;
  *         ├── RemoteTimeoutException       -32001  the call ran past its deadline on the server  [TimeoutException]
  *         ├── OverloadedException          -32002  too many calls in flight: retry later
  *         ├── UnauthorizedException        -32003  token missing or wrong
- *         └── WorkerCrashedException       -32004  the process running the call died
+ *         ├── WorkerCrashedException       -32004  the process running the call died
+ *         └── CancelledException           -32005  the client cancelled the call (rpc.cancel, a stream left early)
  *
  * Ppy\TimeoutException is an interface that both timeouts implement, so `catch (Ppy\TimeoutException $e)`
  * catches a timeout whichever side noticed it. The error-code => class table is RemoteException::CLASSES.

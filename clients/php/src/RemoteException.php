@@ -25,6 +25,7 @@ class RemoteException extends PpyException
         -32002 => OverloadedException::class,
         -32003 => UnauthorizedException::class,
         -32004 => WorkerCrashedException::class,
+        -32005 => CancelledException::class,
     ];
 
     /** @var array<string, mixed> */

@@ -174,6 +174,7 @@ final class ExceptionsTest extends TestCase
             -32603 => Ppy\InternalErrorException::class, -32000 => Ppy\ApplicationException::class,
             -32001 => Ppy\RemoteTimeoutException::class, -32002 => Ppy\OverloadedException::class,
             -32003 => Ppy\UnauthorizedException::class, -32004 => Ppy\WorkerCrashedException::class,
+            -32005 => Ppy\CancelledException::class,
         ];
         foreach ($expected as $code => $class) {
             $e = Ppy\RemoteException::fromError(['code' => $code, 'message' => "m$code", 'data' => ['type' => 'T']]);

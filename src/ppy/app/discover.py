@@ -5,7 +5,9 @@ Schema generator, rewritten to the draft-07 JSON Schema that OpenRPC tools
 read: see :mod:`ppy.app.schema`), defaults from the signature, summaries from
 docstrings.
 Extensions a generator can rely on: ``x-python-type`` on each parameter and
-result (the annotation as written) and ``x-signature`` per method.
+result (the annotation as written), ``x-signature`` per method, and
+``x-ppy-stream: true`` on a generator function (its result schema is then the
+type of its items: docs/streaming.md).
 
 Only callable functions are described: an entry that failed to load (an
 import error, a file resolving outside the app folder) is not in the
@@ -25,6 +27,7 @@ import msgspec
 from ppy.app.function import Function, type_text
 from ppy.app.registry import Registry
 from ppy.app.schema import schema_for
+from ppy.app.source import item_type
 
 OPENRPC_VERSION = "1.2.6"
 
@@ -63,6 +66,8 @@ def describe_method(fn: Function) -> dict[str, Any]:
             item["x-kind"] = p.kind.name.lower()
         params.append(item)
     ret = fn.hints.get("return", inspect.Parameter.empty)
+    if fn.streams:  # [stream] a generator: its result schema is the type of its items
+        ret = item_type(ret)
     method: dict[str, Any] = {
         "name": fn.method,
         "params": params,
@@ -70,6 +75,8 @@ def describe_method(fn: Function) -> dict[str, Any]:
         "x-signature": fn.describe(),
         "x-async": fn.is_async,
     }
+    if fn.streams:
+        method["x-ppy-stream"] = True
     if fn.summary:
         method["summary"] = fn.summary
     if fn.doc:

@@ -23,14 +23,19 @@ import time
 import traceback
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ppy.app.discover import document
 from ppy.app.function import Function
 from ppy.app.registry import Registry
+from ppy.app.source import collect
 from ppy.config import Config
 from ppy.errors import ApplicationError, CallTimeout, InternalError, InvalidParams, Overloaded, PpyError, Unauthorized
+from ppy.wire import jsonvalue
 from ppy.wire.model import Call
+
+if TYPE_CHECKING:
+    from ppy.app.source import Source
 
 log = logging.getLogger("ppy.call")
 access = logging.getLogger("ppy.access")
@@ -94,6 +99,10 @@ class Runner(Protocol):
         ``settle`` is then called exactly once, on the event loop, with the result or the error
         (a :class:`PpyError`, or any exception, which the dispatcher maps to an internal error).
         """
+        ...
+
+    def stream(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Source:
+        """[stream hook] Start a generator function; its items are pulled (ppy.run.streams)."""
         ...
 
     def close(self) -> None: ...
@@ -189,6 +198,7 @@ class Dispatcher:
         self.version = version
         self.timeout = config.timeout
         self.max_inflight = config.max_inflight
+        self.max_frame_bytes = config.max_frame_bytes  # [stream hook] bounds a generator's collected list
         self.debug = config.debug
         self.token = config.token
         self.access_log = config.access_log
@@ -196,6 +206,8 @@ class Dispatcher:
         self.observers: list[Observer] = []
         #: Starts the task of a call that needs one; the server replaces it with one the drain tracks.
         self.spawn: Callable[[Coroutine[Any, Any, Any]], object] = _create_task
+        #: [stream hook] stream_observer(method, outcome, items, seconds), ppy.app.streaming
+        self.stream_observers: list[Callable[[str, str, int, float], None]] = []
         self._ids = itertools.count(1)
         self._discovery: tuple[Registry, dict[str, Any]] | None = None
 
@@ -238,7 +250,8 @@ class Dispatcher:
         if isinstance(started, bytes):
             return started
         handle, fn, args, kwargs = started
-        if fn.is_async or not self.runner.start_sync(fn, args, kwargs, self._timeout(call), handle.settle):
+        if fn.is_async or fn.streams or not self.runner.start_sync(fn, args, kwargs, self._timeout(call),
+                                                                   handle.settle):
             self.spawn(self._run(handle, fn, args, kwargs))  # its settle() hands the reply to ``then``
         return None
 
@@ -273,7 +286,10 @@ class Dispatcher:
         """Await the runner and settle the handle, whatever happens (cancellation included): the task
         of a call begun with ``then``, or the rest of :meth:`call`."""
         try:
-            result = await self.runner.run(fn, args, kwargs, self._timeout(handle.call))
+            if fn.streams:  # [stream hook] a generator, for a caller that did not ask for a stream
+                result = await self._collect(handle, fn, args, kwargs)
+            else:
+                result = await self.runner.run(fn, args, kwargs, self._timeout(handle.call))
         except (asyncio.CancelledError, GeneratorExit):  # the drain deadline passed: still one answer
             handle.settle(None, CallTimeout(CUT_OFF))
             raise
@@ -283,6 +299,15 @@ class Dispatcher:
             outcome = handle.settle(result, None)
         assert outcome is not None  # only this coroutine completes a handle it runs
         return outcome
+
+    async def _collect(self, handle: CallHandle, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """[stream hook] A generator's items as one list (ppy.app.source.collect), bounded by --max-frame-bytes.
+        The items arrive encoded: for the JSON encoder the list goes out as it is, no second encoding."""
+        body = await collect(self.runner.stream(fn, args, kwargs), self._timeout(handle.call), self.max_frame_bytes)
+        if handle.encode is jsonvalue.encode:
+            handle.encode = bytes
+            return body
+        return jsonvalue.decode(body, 1 << 30)
 
     def _timeout(self, call: Call) -> float:
         return self.timeout if call.timeout is None else min(call.timeout, self.timeout)

@@ -48,6 +48,8 @@ class Function:
     # time; ppy.run.threads): such calls queue for a few CPU slots instead of each taking a pool thread
     # to fight over the GIL.  None until measured (see ThreadRunner.run).
     cpu_bound: bool | None = None
+    # A generator or async generator function: its items stream (ppy.app.streaming, docs/streaming.md).
+    streams: bool = False
 
     @classmethod
     def load(cls, method: str, fn: Callable[..., Any]) -> Function:
@@ -60,7 +62,8 @@ class Function:
             name: hints[name] for name in sig.parameters if name in hints and _convertible(hints[name])
         }
         return cls(method, fn, inspect.iscoroutinefunction(fn), sig, hints, converters,
-                   no_params=not sig.parameters)
+                   no_params=not sig.parameters,
+                   streams=inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn))
 
     @property
     def doc(self) -> str:

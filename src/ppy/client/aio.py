@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import ssl
+import weakref
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,9 @@ class _Link:
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
         self.waiting: dict[int, asyncio.Future[Any]] = {}
+        # Streams in progress, fed their items and response by the reader; weak, so that dropping a
+        # stream's iterator cancels it (AsyncStream.__del__).
+        self.streams: weakref.WeakValueDictionary[int, AsyncStream] = weakref.WeakValueDictionary()
         self.reader_task: asyncio.Task[None] | None = None
         self.closed = False
         self.goaway = False  # the server said rpc.goaway: no new calls on this connection
@@ -93,6 +98,16 @@ class AsyncClient:
             reply = await self._exchange(await self._connection(), method, [] if params is None else params,
                                          timeout)
         return result_of(reply)
+
+    def stream(self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> AsyncStream:
+        """An async iterator over a generator function's items as the server produces them.
+
+        Other calls on the connection keep working meanwhile.  ``timeout`` bounds the whole stream on
+        the server; each item may take up to the client's ``timeout``.  Leaving early (``aclose()``,
+        ``async with client.stream(...)``, or dropping the iterator) cancels it on the server.  The
+        generator's return value is ``.result`` once the loop ended.
+        """
+        return AsyncStream(self, method, build_params(args, kwargs), timeout)
 
     async def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
         link = await self._connection()
@@ -215,11 +230,18 @@ class AsyncClient:
                     break
                 reply = _decode(line)
                 if is_notification(reply):
-                    if reply.get("method") == GOAWAY:
+                    method = reply.get("method")
+                    if method == "rpc.item":
+                        params = reply.get("params") or {}
+                        sid = params.get("id")
+                        stream = link.streams.get(sid) if isinstance(sid, int) else None
+                        if stream is not None:
+                            await stream.feed(params.get("item"))
+                    elif method == GOAWAY:
                         link.goaway = True  # new calls go to a fresh connection; this one still answers
                         if self._link is link:
                             self._link = None
-                        if not link.waiting:
+                        if not link.waiting and not link.streams:
                             link.writer.close()
                     continue
                 for item in reply if isinstance(reply, list) else [reply]:
@@ -227,6 +249,8 @@ class AsyncClient:
                     fut = link.waiting.get(rid) if isinstance(rid, int) else None
                     if fut is not None and not fut.done():
                         fut.set_result(item)
+                    elif isinstance(rid, int) and (ended := link.streams.get(rid)) is not None:
+                        ended.end(item)
         except (OSError, ValueError, msgspec.DecodeError) as exc:
             error = ConnectError(f"connection to {self.url} broke: {exc}")
         finally:
@@ -243,3 +267,121 @@ def _fail(link: _Link, error: Exception) -> None:
     for fut in link.waiting.values():
         if not fut.done():
             fut.set_exception(error)
+    for stream in link.streams.values():
+        stream.wake()
+
+
+class AsyncStream:
+    """``AsyncClient.stream()``: an async iterator over a stream's items, also an async context manager.
+
+    Items wait in a queue of at most ``MAX_QUEUED`` for the loop to take them; past that the
+    connection's reader waits too, so the server sees a slow reader and pauses the generator.
+    """
+
+    MAX_QUEUED = 1024
+
+    def __init__(self, client: AsyncClient, method: str, params: list[Any] | dict[str, Any],
+                 timeout: float | None) -> None:
+        self.client, self.method, self.params, self.timeout = client, method, params, timeout
+        self.result: Any = None
+        self._items: deque[Any] = deque()
+        self._link: _Link | None = None
+        self._rid = 0
+        self._reply: Any = None  # the stream's response, once it came
+        self._changed = asyncio.Event()  # an item or the response arrived, or the connection broke
+        self._room = asyncio.Event()  # the queue has room again
+        self._room.set()
+        self._done = False
+
+    def __aiter__(self) -> AsyncStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._link is None:
+            await self._start()
+        link = self._link
+        assert link is not None
+        while True:
+            if self._items:
+                item = self._items.popleft()
+                if len(self._items) < self.MAX_QUEUED:
+                    self._room.set()
+                return item
+            if self._done:
+                raise StopAsyncIteration
+            if self._reply is not None:
+                self._finish()
+                self.result = result_of(self._reply)
+                raise StopAsyncIteration
+            if link.closed:
+                self._finish()
+                raise ConnectError(f"connection to {self.client.url} closed during the stream of {self.method}")
+            self._changed.clear()
+            try:
+                async with asyncio.timeout(self.client.timeout):
+                    await self._changed.wait()
+            except TimeoutError:
+                self.cancel()
+                raise ClientTimeout(f"no item of {self.method} from {self.client.url} within "
+                                    f"{self.client.timeout:g} s") from None
+
+    async def _start(self) -> None:
+        client = self.client
+        link = self._link = await client._connection()
+        self._rid = rid = next(client._ids)
+        link.streams[rid] = self
+        obj: dict[str, Any] = {"jsonrpc": "2.0", "method": self.method, "params": self.params, "id": rid,
+                               "stream": True}
+        if self.timeout is not None:
+            obj["timeout"] = self.timeout
+        link.writer.write(msgspec.json.encode(obj) + b"\n")
+
+    async def feed(self, item: Any) -> None:
+        """Called by the connection's reader for each rpc.item of this stream."""
+        self._items.append(item)
+        self.wake()
+        if len(self._items) >= self.MAX_QUEUED:
+            self._room.clear()
+            await self._room.wait()
+
+    def end(self, reply: Any) -> None:
+        """Called by the connection's reader with the stream's response."""
+        self._reply = reply
+        self.wake()
+
+    def wake(self) -> None:
+        self._changed.set()
+
+    def _finish(self) -> None:
+        self._done = True
+        link = self._link
+        if link is not None:
+            link.streams.pop(self._rid, None)
+        self._room.set()
+
+    def cancel(self) -> None:
+        """Stop the stream now, without waiting (also what dropping the iterator does)."""
+        if self._done or self._link is None:
+            self._done = True
+            return
+        link = self._link
+        ended = self._reply is not None
+        self._finish()
+        self._items.clear()
+        if link.usable and not ended:
+            link.writer.write(jsonrpc.encode_request("rpc.cancel", {"id": self._rid}, notify=True) + b"\n")
+
+    async def aclose(self) -> None:
+        self.cancel()
+
+    async def __aenter__(self) -> AsyncStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cancel()
+
+    def __del__(self) -> None:
+        try:
+            self.cancel()
+        except Exception:  # the loop or the connection is already gone
+            pass

@@ -20,6 +20,7 @@ import select
 import socket
 import ssl
 import time
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,25 @@ class Client:
                                       timeout=timeout)
         reply = self._roundtrip(line, rid, wait)
         return result_of(reply)
+
+    def stream(self, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Stream:
+        """Iterate over the items of a generator function as the server produces them.
+
+        ``timeout`` bounds the whole stream (the server ends it with a timeout error past it); each
+        item may take up to the client's ``timeout`` to arrive.  Leaving the loop early (``break``
+        on an iterator nobody else holds, ``close()``, or leaving ``with client.stream(...)``)
+        cancels the stream on the server.  The generator's return value is ``.result`` afterwards.
+        A function that is not a generator yields nothing and its result is ``.result``.
+        Finish or close a stream before making other calls with the same client.
+        """
+        return self.stream_request(method, build_params(args, kwargs), timeout=timeout)
+
+    def stream_request(self, method: str, params: list[Any] | dict[str, Any] | None = None, *,
+                       timeout: float | None = None) -> Stream:
+        if self.address.scheme in ("http", "https"):
+            raise ClientError("Client.stream() speaks tcp:// and unix://; over HTTP use GET /stream/... "
+                              "(Server-Sent Events)")
+        return Stream(self, method, [] if params is None else params, timeout)
 
     def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
         line = jsonrpc.encode_request(method, build_params(args, kwargs), notify=True)
@@ -239,39 +259,9 @@ class Client:
             raise ConnectError(f"connection to {self.url} broke while sending: {exc}") from None
 
     def _read_reply(self, rid: Any, wait: float) -> Any:
-        sock = self._sock
-        assert sock is not None
-        sock.settimeout(wait)
         want = set(rid) if isinstance(rid, list) else {rid}
         while True:
-            nl = self._buf.find(b"\n")
-            while nl < 0:
-                try:
-                    chunk = sock.recv(262144)
-                except TimeoutError:
-                    self.close()  # the late reply must not be read as the next call's
-                    raise ClientTimeout(f"no reply from {self.url} within {wait:g} s") from None
-                except OSError as exc:
-                    self.close()
-                    raise ConnectError(f"connection to {self.url} broke: {exc}") from None
-                if not chunk:
-                    gone_away = self._goaway and self._reused and not self._buf
-                    self.close()
-                    hint = (" — over TLS also how a server with --tls-client-ca refuses a missing or untrusted "
-                            "client certificate (pass cert= and key=)") if self.ssl_context is not None else ""
-                    if gone_away:
-                        raise _GoneAway(f"{self.url} said rpc.goaway and closed the connection")
-                    raise ConnectError(f"{self.url} closed the connection before replying "
-                                       f"(server restarting or the request was refused){hint}")
-                start = len(self._buf)
-                self._buf += chunk
-                if len(self._buf) > MAX_REPLY_BYTES:
-                    self.close()
-                    raise ClientError("reply larger than 1 GiB; ask for less data")
-                nl = self._buf.find(b"\n", start)
-            line = bytes(self._buf[:nl])
-            del self._buf[: nl + 1]
-            reply = _decode(line)
+            reply = self._read_line(wait)
             if isinstance(reply, list):
                 if any(isinstance(r, dict) and r.get("id") in want for r in reply):
                     return self._replied(reply)
@@ -287,6 +277,56 @@ class Client:
         if self._goaway:  # the server hands over: the next call goes to a fresh connection
             self.close()
         return reply
+
+    def _cancel(self, rid: int) -> None:
+        """Stop stream ``rid`` on the server and read (dropping them) its remaining lines up to its one
+        response: a server whose client stopped reading also stopped reading requests, so the cancel
+        is only seen once the lines it already sent are read.  On any failure the connection is closed."""
+        sock = self._sock
+        assert sock is not None
+        try:
+            sock.settimeout(self.timeout)
+            sock.sendall(jsonrpc.encode_request("rpc.cancel", {"id": rid}, notify=True) + b"\n")
+            while True:
+                reply = self._read_line(self.timeout)
+                if isinstance(reply, dict) and "method" not in reply and reply.get("id") in (rid, None):
+                    return
+        except (OSError, ClientError, msgspec.DecodeError):
+            self.close()
+
+    def _read_line(self, wait: float) -> Any:
+        """The next line from the server, decoded."""
+        sock = self._sock
+        assert sock is not None
+        sock.settimeout(wait)
+        nl = self._buf.find(b"\n")
+        while nl < 0:
+            try:
+                chunk = sock.recv(262144)
+            except TimeoutError:
+                self.close()  # the late reply must not be read as the next call's
+                raise ClientTimeout(f"no reply from {self.url} within {wait:g} s") from None
+            except OSError as exc:
+                self.close()
+                raise ConnectError(f"connection to {self.url} broke: {exc}") from None
+            if not chunk:
+                gone_away = self._goaway and self._reused and not self._buf
+                self.close()
+                hint = (" — over TLS also how a server with --tls-client-ca refuses a missing or untrusted "
+                        "client certificate (pass cert= and key=)") if self.ssl_context is not None else ""
+                if gone_away:
+                    raise _GoneAway(f"{self.url} said rpc.goaway and closed the connection")
+                raise ConnectError(f"{self.url} closed the connection before replying "
+                                   f"(server restarting or the request was refused){hint}")
+            start = len(self._buf)
+            self._buf += chunk
+            if len(self._buf) > MAX_REPLY_BYTES:
+                self.close()
+                raise ClientError("reply larger than 1 GiB; ask for less data")
+            nl = self._buf.find(b"\n", start)
+        line = bytes(self._buf[:nl])
+        del self._buf[: nl + 1]
+        return _decode(line)
 
     def _post(self, body: bytes, wait: float) -> bytes:
         addr = self.address
@@ -333,3 +373,69 @@ class Client:
         if addr.scheme == "https":
             return http.client.HTTPSConnection(addr.host, addr.port, timeout=wait, context=self.ssl_context)
         return http.client.HTTPConnection(addr.host, addr.port, timeout=wait)
+
+
+class Stream:
+    """``Client.stream()``: an iterator over a stream's items, also a context manager."""
+
+    def __init__(self, client: Client, method: str, params: list[Any] | dict[str, Any],
+                 timeout: float | None) -> None:
+        self.client = client
+        self.method = method
+        self._result: list[Any] = [None]
+        # A plain function, not a method: the generator must not reference this object, so that
+        # dropping the iterator (``break``) frees it at once and its finally cancels the stream.
+        self._items = _run(client, method, params, timeout, self._result)
+
+    @property
+    def result(self) -> Any:
+        """The generator's return value (the call's result), once the items are exhausted."""
+        return self._result[0]
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._items)
+
+    def close(self) -> None:
+        """Cancel the stream if it is still running (the server closes the generator)."""
+        self._items.close()
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _run(client: Client, method: str, params: list[Any] | dict[str, Any], timeout: float | None,
+         result: list[Any]) -> Generator[Any, None, None]:
+    rid = next(client._ids)
+    obj: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params, "id": rid, "stream": True}
+    if timeout is not None:
+        obj["timeout"] = timeout
+    client._send(msgspec.json.encode(obj))
+    done = False
+    try:
+        while True:
+            reply = client._read_line(client.timeout)
+            if not isinstance(reply, dict):
+                continue
+            kind = reply.get("method")
+            if kind == "rpc.item":
+                item = reply.get("params") or {}
+                if item.get("id") == rid:
+                    yield item.get("item")
+                continue
+            if kind == GOAWAY:
+                client._goaway = True  # the stream goes on; the next call takes a fresh connection
+                continue
+            if kind is not None or reply.get("id") not in (rid, None):
+                continue  # another notification, or the late reply of an earlier call
+            done = True
+            result[0] = result_of(client._replied(reply))
+            return
+    finally:
+        if not done and client._sock is not None:
+            client._cancel(rid)

@@ -13,7 +13,8 @@
         ├── RemoteTimeout             -32001  (also a ClientTimeout: the server gave up waiting)
         ├── RemoteOverloaded          -32002
         ├── RemoteUnauthorized        -32003
-        └── RemoteWorkerCrashed       -32004
+        ├── RemoteWorkerCrashed       -32004
+        └── RemoteCancelled           -32005  (the client cancelled a stream: rpc.cancel)
 """
 
 from __future__ import annotations
@@ -97,11 +98,15 @@ class RemoteWorkerCrashed(RemoteError):
     code = -32004
 
 
+class RemoteCancelled(RemoteError):
+    code = -32005
+
+
 _BY_CODE: dict[int, type[RemoteError]] = {
     cls.code: cls
     for cls in (RemoteParseError, RemoteInvalidRequest, RemoteMethodNotFound, RemoteInvalidParams,
                 RemoteInternalError, RemoteApplicationError, RemoteTimeout, RemoteOverloaded,
-                RemoteUnauthorized, RemoteWorkerCrashed)
+                RemoteUnauthorized, RemoteWorkerCrashed, RemoteCancelled)
 }
 assert set(_BY_CODE) == set(CODE_BY_NUMBER), "one Remote* class per code of ppy.errors.CODES"
 

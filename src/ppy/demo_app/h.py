@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Iterator
 
 MAX_TIMES = 1000  # greet(): the reply stays under ~1 MB whatever a client asks
 MAX_NAME = 1000
@@ -54,6 +55,17 @@ async def asleep(ms: int = 10) -> int:
 def cpu(n: int = 100000) -> int:
     """Burn CPU: the sum of squares below ``n``."""
     return sum(i * i for i in range(n))
+
+
+def words(text: str = "streams reach PHP and the browser one word at a time", delay_ms: int = 150) -> Iterator[str]:
+    """Yield the words of ``text`` with a pause between them: a stand-in for a model's tokens.
+
+    A generator streams: ``ppy call h.words`` prints each word as it comes, the console shows
+    them arriving, PHP gets them from ``$client->stream('h.words')`` (docs/streaming.md).
+    """
+    for word in text.split():
+        time.sleep(delay_ms / 1000)
+        yield word
 
 
 def pid() -> int:

@@ -45,7 +45,9 @@ import msgspec
 
 from ppy.app.dispatch import RunnerStatistics, Settle
 from ppy.app.function import Function
+from ppy.app.source import Source
 from ppy.errors import ERROR_BY_CODE, ApplicationError, CallTimeout, InternalError, PpyError, WorkerCrashed
+from ppy.run.isolated_stream import open_worker_source
 from ppy.run.procs import describe_exit, kill_group
 from ppy.run.worker import ERROR, HEADER, RESULT, encode_call, split_reply
 
@@ -154,6 +156,11 @@ class IsolatedRunner:
                    settle: Settle) -> bool:
         """Every call is awaited through :meth:`run` (its worker's reply is read by a task anyway)."""
         return False
+
+    def stream(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Source:
+        """[stream hook] A generator's items from a worker, as they come (ppy.run.isolated_stream)."""
+        self._next_id += 1
+        return open_worker_source(self, fn, args, kwargs, self._next_id)
 
     def close(self) -> None:
         self._closing = True

@@ -38,9 +38,11 @@ from typing import Any
 
 from ppy.app.dispatch import RunnerStatistics, Settle, application_error
 from ppy.app.function import Function
+from ppy.app.source import Source
 from ppy.errors import CallTimeout
 from ppy.run.forksafe import state as _fork
 from ppy.run.lane import Expired, SyncLane
+from ppy.run.streams import open_source
 
 log = logging.getLogger("ppy.call")
 
@@ -194,6 +196,10 @@ class ThreadRunner:
         self.lane.submit_to(SyncCall(fn, timeout, settle, self.debug), _timed_call, (fn, args, kwargs),
                             timeout=timeout)
         return True
+
+    def stream(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Source:
+        """[stream hook] A generator function's items, pulled by the front end (ppy.run.streams)."""
+        return open_source(fn, args, kwargs, self.pool, self.debug, Resume)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

@@ -135,6 +135,35 @@ class WorkerLoop:
         except BaseException as exc:
             return _error(exc)
 
+    def stream(self, request: Any, chan_in: BinaryIO, chan_out: BinaryIO, tag: bytes) -> bool:
+        """[stream hook] Run a generator function's call as a stream (ppy.run.worker_stream); False
+        when the method is not one (or cannot even start: handle() then answers the error).  Every
+        frame carries ``tag`` (the request id and this pid) after its kind byte, as replies do."""
+        from ppy.run import forksafe, worker_stream
+        from ppy.wire import jsonvalue
+
+        fn = self.registry.functions.get(request["m"])
+        if fn is None or not fn.streams:
+            return False
+        try:
+            args, kwargs = fn.rebind(request["a"], request["k"])
+            gen = fn.fn(*args, **kwargs)
+        except BaseException:
+            return False
+
+        def send(payload: bytes) -> None:
+            forksafe.exit_if_child()  # a child forked by the generator returned here too: it ends now
+            chan_out.write(frame(payload[:1] + tag + payload[1:]))
+            chan_out.flush()
+
+        def loop() -> asyncio.AbstractEventLoop:
+            if self.loop is None:
+                self.loop = asyncio.new_event_loop()
+            return self.loop
+
+        worker_stream.run(gen, loop, chan_in, send, lambda value: RESULT + jsonvalue.encode(value), _error, _recv)
+        return True
+
 
 def main(argv: list[str]) -> int:
     if len(argv) not in (1, 2):
@@ -171,9 +200,13 @@ def main(argv: list[str]) -> int:
         request = _recv(chan_in)
         if request is None:
             return 0
+        if "cancel" in request:  # [stream hook] a cancel that crossed the stream's own end: nothing to stop
+            continue
+        tag = REPLY_TAG.pack(request.get("i", 0) if isinstance(request, dict) else 0, pid)
+        if worker.stream(request, chan_in, chan_out, tag):  # [stream hook] items cross as they come
+            continue
         reply = worker.handle(request)
         forksafe.exit_if_child()  # a child forked by the function returned here too: it ends now
-        tag = REPLY_TAG.pack(request.get("i", 0) if isinstance(request, dict) else 0, pid)
         chan_out.write(frame(reply[:1] + tag + reply[1:]))
         chan_out.flush()
 

@@ -8,8 +8,9 @@ the ``id`` to answer with, so one bad member never spoils the others::
     {"jsonrpc": "2.0", "id": 1, "result": ...}
     {"jsonrpc": "2.0", "id": 1, "error": {"code": -32601, "message": "...", "data": {...}}}
 
-ppy extension: an optional numeric ``"timeout"`` member (seconds) asks for a
-shorter deadline than the server's ``--timeout``.
+ppy extensions: an optional numeric ``"timeout"`` member (seconds) asks for a
+shorter deadline than the server's ``--timeout``; ``"stream": true`` asks for
+a generator function's items as ``rpc.item`` notifications (docs/streaming.md).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class _Request(msgspec.Struct):
     params: list[Any] | dict[str, Any] = []
     id: str | int | float | msgspec.UnsetType | None = msgspec.UNSET
     timeout: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    stream: bool = False
 
 
 _fast = msgspec.json.Decoder(_Request | list[_Request])
@@ -54,8 +56,8 @@ _fast = msgspec.json.Decoder(_Request | list[_Request])
 
 def _call(req: _Request) -> Call:
     if req.id is msgspec.UNSET:
-        return Call(req.method, req.params, None, True, req.timeout)
-    return Call(req.method, req.params, req.id, False, req.timeout)
+        return Call(req.method, req.params, None, True, req.timeout, stream=req.stream)
+    return Call(req.method, req.params, req.id, False, req.timeout, stream=req.stream)
 
 
 def parse(data: bytes | str, *, max_depth: int = 64, max_batch: int = 100) -> tuple[list[Item], bool]:
@@ -110,7 +112,10 @@ def request_from_obj(obj: Any) -> Item:
     timeout = obj.get("timeout")
     if timeout is not None and (type(timeout) not in (int, float) or timeout <= 0):
         return Rejected(rid, InvalidRequest('"timeout" must be a positive number of seconds'))
-    return Call(method, params, rid, not has_id, timeout)
+    stream = obj.get("stream", False)
+    if type(stream) is not bool:
+        return Rejected(rid, InvalidRequest('"stream" must be true or false'))
+    return Call(method, params, rid, not has_id, timeout, stream=stream)
 
 
 def _json_type(value: Any) -> str:

@@ -34,6 +34,7 @@ class Call:
     notify: bool = False  # a JSON-RPC notification gets no reply
     timeout: float | None = None  # a client may ask for less than --timeout
     token: str | None = None  # legacy frames carry their token per call
+    stream: bool = False  # lines: ``"stream": true`` asks for a generator's items as rpc.item lines
 
     @property
     def entry(self) -> str:

@@ -8,7 +8,7 @@ counts the TCP listener uses — so it can be served in-process by
     uvicorn --factory 'ppy.server.http:create_app'          # PPY_APP_DIR etc. from the environment
     app.mount("/py", create_app("app", allowed_hosts="*"))   # inside an existing app
 
-Routes: ``POST /rpc``, ``GET|POST /call/{entry}/{func}``, ``GET /`` (the
+Routes: ``POST /rpc``, ``GET|POST /call/{entry}/{func}``, ``GET|POST /stream/{entry}/{func}``, ``GET /`` (the
 console), ``GET /openrpc.json``, ``GET /metrics``, ``GET /healthz``,
 ``GET /readyz``, ``GET /console/stats.json`` (the console's live data),
 ``GET /openapi.json`` (OpenAPI 3.1 for ``/call``).
@@ -40,6 +40,7 @@ from ppy.server.http.calls import HttpCalls
 from ppy.server.http.edge import HostGuard, HostRule, Refusal, error_body, reply, require_token
 from ppy.server.http.gzip import Gzip
 from ppy.server.http.h1 import Limits, Listener
+from ppy.server.http.stream import HttpStreams
 from ppy.server.observe import console
 from ppy.server.observe import shared as multiproc
 from ppy.server.observe.metrics import Metrics
@@ -181,6 +182,7 @@ def create_app(app_dir: str | Path | None = None, *, state: ServerState | None =
             # HEAD included (a method list with GET would let HEAD run the function).
             Route("/rpc", Asgi(calls.rpc)),
             Route("/call/{entry}/{func}", Asgi(calls.call)),
+            Route("/stream/{entry}/{func}", Asgi(HttpStreams(calls).stream)),  # SSE (docs/streaming.md)
             Route("/", Asgi(routes.index), methods=["GET"]),
             Route("/openrpc.json", Asgi(routes.openrpc), methods=["GET"]),
             Route("/openapi.json", Asgi(routes.openapi), methods=["GET"]),

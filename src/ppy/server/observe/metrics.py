@@ -21,6 +21,9 @@ Conventions checked by ``promtool check metrics`` (tests/test_metrics_convention
 series (``disable_created_metrics``: a process-wide prometheus_client setting, so an app that mounts
 ppy's ASGI app gets it too), and OpenMetrics ``# UNIT`` for every family named ``*_seconds`` or
 ``*_bytes`` (:class:`ppy.server.observe.shared.Units`).
+    ppy_streams_total{method, outcome}            streams ended (completed, cancelled, timed_out, failed)
+    ppy_stream_items_total{method}                items sent by streams
+    ppy_stream_duration_seconds{method}           a stream's whole duration
 
 In one process, calls are counted into plain ints and lists (the event-loop
 thread is the only writer, so no lock) and the families are built when
@@ -91,6 +94,10 @@ class _Hist:
         self.total = 0.0
 
 
+#: Stream durations: from a quick list to a long model answer.
+STREAM_BUCKETS = (0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
 class Metrics:
     """Counts calls into plain ints; the Prometheus families are built only when scraped.
 
@@ -129,6 +136,23 @@ class Metrics:
             respawns = Histogram("ppy_worker_respawn_seconds", multiproc.RESPAWN_HELP, ["pool"], unit="seconds",
                                  buckets=multiproc.RESPAWN_BUCKETS, registry=self.registry).labels("isolate")
             runner.respawn_observers.append(lambda seconds, _why: respawns.observe(seconds))
+        # [stream] streams are few and long: prometheus_client's own (locked) metrics are cheap enough.
+        self.streams = Counter("ppy_streams", "Streams ended, by method and outcome (completed, cancelled, "
+                               "timed_out, failed)", ["method", "outcome"], registry=self.registry)
+        self.stream_items = Counter("ppy_stream_items", "Items sent by streaming calls, by method", ["method"],
+                                    registry=self.registry)
+        self.stream_seconds = Histogram("ppy_stream_duration_seconds", "Duration of whole streams, by method",
+                                        ["method"], unit="seconds", buckets=STREAM_BUCKETS, registry=self.registry)
+        stream_observers = getattr(state.dispatcher, "stream_observers", None)
+        if stream_observers is not None:
+            stream_observers.append(self.observe_stream)
+
+    def observe_stream(self, method: str, outcome: str, items: int, seconds: float) -> None:
+        label = method if self.known(method) else "(other)"
+        self.streams.labels(label, outcome).inc()
+        if items:
+            self.stream_items.labels(label).inc(items)
+        self.stream_seconds.labels(label).observe(seconds)
 
     def known(self, method: str) -> bool:
         return method in self.state.dispatcher.registry.functions or method in BUILTINS

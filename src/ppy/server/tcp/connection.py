@@ -1,26 +1,20 @@
 """One asyncio protocol per TCP or Unix connection: lifecycle, timers, flow control, writing.
 
-The first bytes tell the dialect (``ppy.wire.sniff``); from then on the
-connection hands each complete message to one dialect handler
-(:class:`~ppy.server.tcp.lines.LinesHandler` or
-:class:`~ppy.server.tcp.legacy.LegacyHandler`), which starts calls and
-queues their replies back here with :meth:`Connection.send`.
+The first bytes tell the dialect (``ppy.wire.sniff``); then each complete message goes to one
+dialect handler (``tcp.lines``, ``tcp.legacy``; their view of us is ``tcp.dialect.Link``), which
+starts calls and queues their replies back here with :meth:`Connection.send`.
 
 Reading, handling and writing meet in :meth:`Connection._pump`, the one place
 where flow control lives (docs/limits.md):
 
-- the window (``--max-conn-inflight``): with that many calls running, the
-  connection handles no further request and is not read until one finishes —
-  TCP backpressure, never an error;
-- the output high-water mark (``HIGH_WATER``): while more replies wait than
-  that, the connection is not read *and* the requests already read are not
-  handled (their bytes stay undecoded); both resume below ``LOW_WATER``;
-- ``--send-timeout``: replies that wait and make no progress for that long
-  (the client stopped reading) abort the connection, as does a close that
-  cannot flush.
-
-Every wait is bounded: ``--idle-timeout`` between requests, ``--request-timeout``
-from a request's first byte to its last (trickled bytes do not reset it).
+- the window (``--max-conn-inflight``): with that many calls running, the connection handles no
+  further request and is not read until one finishes — TCP backpressure, never an error;
+- the output high-water mark (``HIGH_WATER``): while more replies wait than that, the connection
+  is not read *and* the requests already read are not handled (their bytes stay undecoded), and
+  streams produce no item (``writable``); all resume below ``LOW_WATER``;
+- ``--send-timeout``: replies that wait and make no progress for that long (the client stopped
+  reading) abort the connection, as does a close that cannot flush; ``--idle-timeout`` and
+  ``--request-timeout`` bound the other waits.
 """
 
 from __future__ import annotations
@@ -162,6 +156,12 @@ class Connection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._output_blocked = False
         self._pump()
+        if self.handler is not None:  # [stream hook] streams paused at the high-water mark go on
+            self.handler.resumed()
+
+    @property
+    def writable(self) -> bool:  # [stream hook] what a stream waits for (tcp/stream.py)
+        return not self._output_blocked
 
     def drain_close(self) -> None:
         """Called when the server starts draining: close now if nothing is owed."""

@@ -7,6 +7,7 @@ reply is framed.  Handlers reach their connection only through :class:`Link`.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 from ppy.errors import PpyError
@@ -39,6 +40,10 @@ class Handler(Protocol):
         """An error reply in this dialect, for a message that has no id (framing errors, refusals)."""
         ...
 
+    def resumed(self) -> None:
+        """The connection's waiting output went below its low-water mark (streams may go on)."""
+        ...
+
     def goaway(self) -> None:
         """The process hands over (a roll or a restart on held sockets): tell the client, if the dialect can."""
         ...
@@ -51,6 +56,14 @@ class Link(Protocol):
     authed: bool
     calls: int  # calls running (a batch counts as its calls); the handler adds those it starts
     window: int  # --max-conn-inflight
+
+    #: Resolved when the connection is gone (its streams end: their generators are closed).
+    lost: asyncio.Future[None]
+
+    @property
+    def writable(self) -> bool:
+        """Below the output high-water mark: a stream may produce more (see :meth:`Handler.resumed`)."""
+        ...
 
     def send(self, frame: bytes) -> None:
         """Queue a framed reply (written at the end of this loop turn, with the others)."""

@@ -18,6 +18,9 @@ class LegacyHandler:
     def error_frame(self, error: PpyError) -> bytes:
         return legacy.encode_error(error)
 
+    def resumed(self) -> None:
+        """Nothing waits for output: a legacy connection does not stream."""
+
     def goaway(self) -> None:
         """Nothing to say: a legacy connection carries one call and closes anyway."""
 

@@ -7,6 +7,7 @@ import asyncio
 from ppy.app.dispatch import CUT_OFF
 from ppy.errors import CallTimeout, Overloaded, PpyError, Unauthorized
 from ppy.server.tcp.dialect import Link
+from ppy.server.tcp.stream import LineStreams
 from ppy.wire import jsonrpc, jsonvalue
 from ppy.wire.lines import LineDecoder
 from ppy.wire.model import Call, Dialect
@@ -27,9 +28,14 @@ class LinesHandler:
         self.max_depth, self.max_batch = config.max_depth, config.max_batch
         self.decoder = LineDecoder(config.max_frame_bytes)
         self._told_goaway = False
+        self.streams = LineStreams(conn)  # [stream hook] "stream": true calls and rpc.cancel
 
     def error_frame(self, error: PpyError) -> bytes:
         return jsonrpc.encode_error(None, error) + b"\n"
+
+    def resumed(self) -> None:
+        """[stream hook] The connection's output went below its low-water mark: paused streams go on."""
+        self.streams.resumed()
 
     def goaway(self) -> None:
         """Once: the client moves its next calls to a new connection; requests that still reach this one
@@ -54,6 +60,8 @@ class LinesHandler:
         item = items[0]
         if isinstance(item, jsonrpc.Rejected):
             conn.send_line(jsonrpc.encode_error(item.id, item.error))
+            return True
+        if (item.stream or item.method == "rpc.cancel") and self.streams.handle(item):  # [stream hook]
             return True
         try:
             started = self.dispatcher.begin(item, DIALECT, conn.authed, jsonvalue.encode, self._settled)

@@ -151,7 +151,7 @@
         inputFor(param));
       form.append(label);
     }
-    const button = el("button", { type: "submit", text: "Call" });
+    const button = el("button", { type: "submit", text: method["x-ppy-stream"] ? "Stream" : "Call" });
     form.append(button);
     const out = el("div", { class: "out", hidden: true }, el("div", { class: "meta" }), el("pre", { class: "result" }));
     form.addEventListener("submit", (event) => { event.preventDefault(); callFunction(method, form, button, out); });
@@ -218,6 +218,7 @@
     button.disabled = true;
     const started = performance.now();
     try {
+      if (method["x-ppy-stream"]) { await streamFunction(path.replace(/^call\//, "stream/"), params, out, started); return; }
       const response = await api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(params) });
       const ms = performance.now() - started;
       const body = await response.json();
@@ -232,6 +233,49 @@
       show(out, "err", ["failed"], String(error));
     } finally {
       button.disabled = false;
+    }
+  }
+
+  // A generator function: POST stream/{entry}/{func} answers Server-Sent Events, read here as they arrive
+  // (fetch rather than EventSource, so the token header and a JSON body can go with it).
+  async function streamFunction(path, params, out, started) {
+    const response = await api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(params) });
+    if (!response.ok) {
+      const e = (await response.json()).error || {};
+      show(out, "err", ["HTTP " + response.status, "error " + e.code], e.message);
+      return;
+    }
+    const lines = [];
+    const text = () => lines.join("\n");
+    show(out, "ok", ["streaming"], "");
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const fields = {};
+        for (const line of buffer.slice(0, cut).split("\n")) {
+          const colon = line.indexOf(": ");
+          if (colon > 0) fields[line.slice(0, colon)] = line.slice(colon + 2);
+        }
+        buffer = buffer.slice(cut + 2);
+        const data = JSON.parse(fields.data || "null");
+        const ms = formatMs(performance.now() - started);
+        if (fields.event === "item") {
+          lines.push(JSON.stringify(data));
+          show(out, "ok", ["streaming", lines.length + " items", ms], text());
+        } else if (fields.event === "end") {
+          const tail = data.result === null ? "" : "\n\nreturned " + JSON.stringify(data.result, null, 2);
+          show(out, "ok", ["stream ended", lines.length + " items", ms], text() + tail);
+        } else if (fields.event === "error") {
+          const e = data.error || {};
+          show(out, "err", ["stream failed", "error " + e.code, lines.length + " items", ms], text() + (lines.length ? "\n\n" : "") + e.message);
+        }
+      }
     }
   }
 
