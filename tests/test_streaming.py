@@ -292,9 +292,12 @@ def http_raw(server: Server, request: bytes) -> bytes:
 
 
 def events(body: bytes) -> list[tuple[str, Any]]:
-    """(event, data) pairs of a chunked text/event-stream body."""
+    """(event, data) pairs of a text/event-stream body: chunked, or whole (a reply sent in one piece
+    gets a Content-Length)."""
     text = b""
     rest = body
+    if body.startswith(b"event:"):
+        text, rest = body, b""
     while rest:
         size, _, rest = rest.partition(b"\r\n")
         n = int(size, 16)
@@ -332,6 +335,23 @@ def test_sse_plain_function_and_unknown_function(server: Server) -> None:
     reply = http_raw(server, b"GET /stream/s/nope HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     [(kind, data)] = events(reply.partition(b"\r\n\r\n")[2])
     assert kind == "error" and data["error"]["code"] == -32601
+
+
+def test_sse_follows_the_browser_rules_of_call(server: Server) -> None:
+    """Another site's page may not start a stream (403, nothing runs); HEAD never runs a function
+    (405); a preflight from an unlisted origin gets no CORS permission."""
+    crossed = http_raw(server, b"GET /stream/s/count?n=2 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                       b"Sec-Fetch-Site: cross-site\r\nOrigin: https://evil.example\r\nConnection: close\r\n\r\n")
+    assert crossed.startswith(b"HTTP/1.1 403") and b"event: item" not in crossed
+    head = http_raw(server, b"HEAD /stream/s/count?n=2 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 405") and b"GET, POST, OPTIONS" in head
+    options = http_raw(server, b"OPTIONS /stream/s/count HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                       b"Origin: https://evil.example\r\nAccess-Control-Request-Method: GET\r\n"
+                       b"Connection: close\r\n\r\n")
+    assert b"access-control-allow-origin" not in options.lower()
+    assert events(http_raw(server, b"GET /stream/s/count?n=2 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                           b"Sec-Fetch-Site: same-origin\r\nConnection: close\r\n\r\n"
+                           ).partition(b"\r\n\r\n")[2])[:2] == [("item", 0), ("item", 1)]
 
 
 def test_sse_disconnect_closes_the_generator(server: Server, tmp_path: Path) -> None:
@@ -374,7 +394,8 @@ def test_curl_streams_sse(server: Server) -> None:
 
 
 def test_discovery_marks_streams_with_their_item_type(server: Server) -> None:
-    doc = ppy.Client(server.url).call("rpc.discover")
+    with ppy.Client(server.url) as client:
+        doc = client.call("rpc.discover")
     methods = {m["name"]: m for m in doc["methods"]}
     assert methods["s.count"]["x-ppy-stream"] is True
     assert methods["s.count"]["result"]["schema"] == {"type": "integer"}
