@@ -354,6 +354,13 @@ def test_sse_follows_the_browser_rules_of_call(server: Server) -> None:
                            ).partition(b"\r\n\r\n")[2])[:2] == [("item", 0), ("item", 1)]
 
 
+def test_openapi_describes_a_generators_call_result_as_the_list_of_its_items(server: Server) -> None:
+    reply = http_raw(server, b"GET /openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    doc = json.loads(reply.partition(b"\r\n\r\n")[2])
+    ok = doc["paths"]["/call/s/count"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok["properties"]["result"] == {"type": "array", "items": {"type": "integer"}}
+
+
 def test_sse_disconnect_closes_the_generator(server: Server, tmp_path: Path) -> None:
     mark = tmp_path / "closed"
     sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=10)

@@ -168,17 +168,25 @@ final class Connection
                     . 'could be sent; is `ppy serve` running?');
             }
             while (true) {
-                $reply = Wire::decodeReply($this->readLine($sock, microtime(true) + $wait));
-                if (($reply['method'] ?? null) === 'rpc.item') {
+                $reply = Wire::decodeReply($this->streamLine($sock, microtime(true) + $wait));
+                $method = $reply['method'] ?? null;
+                if ($method === 'rpc.item') {
                     $params = $reply['params'] ?? null;
                     if (is_array($params) && ($params['id'] ?? null) === $id) {
                         yield $params['item'] ?? null;
                     }
                     continue;
                 }
+                if ($method === 'rpc.goaway') {
+                    $this->goaway = true; // the stream goes on; the next call takes a fresh connection
+                    continue;
+                }
                 $rid = $reply['id'] ?? null;
-                if ($rid === $id || ($rid === null && isset($reply['error']) && !isset($reply['method']))) {
+                if ($rid === $id || ($rid === null && isset($reply['error']) && $method === null)) {
                     $done = true;
+                    if ($this->goaway) {
+                        $this->close();
+                    }
                     return Wire::resultOf($reply);
                 }
             }
@@ -204,14 +212,32 @@ final class Connection
                 return;
             }
             while (true) {
-                $reply = Wire::decodeReply($this->readLine($sock, $deadline));
+                $reply = Wire::decodeReply($this->streamLine($sock, $deadline));
                 if (($reply['id'] ?? null) === $id) {
+                    if ($this->goaway) {
+                        $this->close();
+                    }
                     return;
                 }
             }
         } catch (\Throwable) {
             $this->close();  // unsure where the stream's lines end: a fresh connection next time
         }
+    }
+
+    /**
+     * One line of a stream; a close with no byte (even after rpc.goaway) breaks it: it had started.
+     *
+     * @param resource $sock
+     */
+    private function streamLine($sock, float $deadline): string
+    {
+        $line = $this->readLine($sock, $deadline);
+        if ($line === null) {
+            throw new ConnectionException("{$this->uri} closed the connection in the middle of a stream "
+                . '(server restarting?); the items already received are all there are');
+        }
+        return $line;
     }
 
     /**

@@ -28,6 +28,7 @@ from typing import Any
 from ppy.app.function import Function, type_text
 from ppy.app.registry import Registry
 from ppy.app.schema import schema_for
+from ppy.app.source import item_type
 
 OPENAPI_VERSION = "3.1.0"
 _REF = "#/components/schemas/"
@@ -98,8 +99,11 @@ def describe_path(fn: Function, components: dict[str, Any]) -> dict[str, Any]:
         return out
 
     params = list(fn.signature.parameters.values())
-    result = {"type": "object", "required": ["result"],
-              "properties": {"result": schema(fn.hints.get("return", _EMPTY))}}
+    returns = fn.hints.get("return", _EMPTY)
+    if fn.streams:  # a generator: /call answers with its items collected into a list
+        element = item_type(returns)
+        returns = list if element is _EMPTY else list[element]  # type: ignore[valid-type]
+    result = {"type": "object", "required": ["result"], "properties": {"result": schema(returns)}}
     common: dict[str, Any] = {"tags": [fn.method.rpartition(".")[0]]}
     if fn.summary:
         common["summary"] = fn.summary
