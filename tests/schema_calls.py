@@ -18,6 +18,7 @@ DEMO: dict[str, Any] = {
     "h.asleep": [1],
     "h.cpu": [100],
     "h.pid": [],
+    "h.words": ["a b", 1],  # a generator: /call answers its items as a list
     "billing.invoice.total": [[{"item": "tea", "qty": 2, "price": "1.50"}], 20],
 }
 
