@@ -21,6 +21,7 @@ write: that is the stream's backpressure, the generator is paused there.
 from __future__ import annotations
 
 import asyncio
+import os
 import select
 from collections.abc import Callable
 from typing import Any, BinaryIO
@@ -36,6 +37,20 @@ def _cancel_waiting(chan_in: BinaryIO) -> bool:
     return bool(readable)
 
 
+def _read_ahead(chan_in: BinaryIO) -> bool:
+    """Whether the buffered reader already holds bytes after the request (a cancel sent right after
+    it, read in the same gulp): ``select`` cannot see those.  Looked at once, when the stream starts:
+    during the stream nothing reads the channel until a cancel is seen."""
+    fd = chan_in.fileno()
+    os.set_blocking(fd, False)
+    try:
+        return bool(chan_in.peek(1))  # type: ignore[attr-defined]  # a BufferedReader: b"" when it holds none
+    except BlockingIOError:
+        return False
+    finally:
+        os.set_blocking(fd, True)
+
+
 def run(gen: Any, loop: Callable[[], asyncio.AbstractEventLoop], chan_in: BinaryIO,
         send: Callable[[bytes], None], result: Callable[[Any], bytes], error: Callable[[BaseException], bytes],
         recv: Callable[[BinaryIO], Any]) -> None:
@@ -43,9 +58,10 @@ def run(gen: Any, loop: Callable[[], asyncio.AbstractEventLoop], chan_in: Binary
     from ppy.wire import jsonvalue
 
     is_async = hasattr(gen, "__anext__")
+    early = _read_ahead(chan_in)
     try:
         while True:
-            if _cancel_waiting(chan_in):
+            if early or _cancel_waiting(chan_in):
                 recv(chan_in)  # the cancel frame (or EOF: the worker's main loop sees it next)
                 try:
                     if is_async:
