@@ -93,6 +93,14 @@ def legacy_call(server: Server, entry: str, func: str, param: Any = None, timeou
     return parse_legacy(legacy_raw(server, json.dumps(doc).encode(), timeout))
 
 
+def call_once(url: str, method: str, *args: Any, **client_options: Any) -> Any:
+    """One call on a fresh ``ppy.Client`` that is closed afterwards (no socket left to the collector)."""
+    import ppy
+
+    with ppy.Client(url, **client_options) as client:
+        return client.call(method, *args)
+
+
 def assert_healthy(server: Server, timeout: float = 5.0) -> None:
     """A well-behaved client of each dialect still gets correct answers, each within ``timeout`` s.
 

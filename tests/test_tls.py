@@ -27,6 +27,7 @@ import trustme
 import ppy
 from conftest import DEMO_APP, PPY, ROOT, Server, free_port, legacy_frame
 from ppy.client.errors import ConnectError
+from probes import call_once
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -391,11 +392,11 @@ def test_sighup_reloads_the_client_ca(tmp_path: Path) -> None:
     client_ca.write_bytes(live.ca.read_bytes())
     with TlsServer(live, "--tls-client-ca", str(client_ca)) as srv:
         url = f"tls://127.0.0.1:{srv.tls_port}"
-        assert ppy.Client(url, ca=live.ca, cert=live.client).call("h.hello") == "hello, world."
+        assert call_once(url, "h.hello", ca=live.ca, cert=live.client) == "hello, world."
         client_ca.write_bytes(other.ca.read_bytes())
         srv.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "reloaded" in srv.output(), "the reload in the log")
-        assert ppy.Client(url, ca=live.ca, cert=other.client).call("h.hello") == "hello, world."
+        assert call_once(url, "h.hello", ca=live.ca, cert=other.client) == "hello, world."
         with pytest.raises(ConnectError):
             ppy.Client(url, ca=live.ca, cert=live.client).call("h.hello")
 
@@ -478,7 +479,7 @@ def test_port_0_turns_plaintext_tcp_off(pki: Pki) -> None:
         def serving() -> bool:
             assert srv.proc.poll() is None, srv.output()
             try:
-                return ppy.Client(f"tls://127.0.0.1:{srv.tls_port}", ca=pki.ca).call("h.hello") == "hello, world."
+                return call_once(f"tls://127.0.0.1:{srv.tls_port}", "h.hello", ca=pki.ca) == "hello, world."
             except ConnectError:
                 return False
 
