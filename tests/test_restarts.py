@@ -342,9 +342,9 @@ def test_a_single_process_restarted_three_times_under_a_socket_holder_refuses_no
             _poll("calls after the restart", lambda n=before: len(load.ok) > n + 200, 20, holder.output)
         load.stop()
         _check_ledger(load, ledger)
-        client = ppy.Client(f"tcp://127.0.0.1:{holder.port}")
-        assert client.call("r.version") == "v4"
-        assert client.call("r.environ", "LISTEN_FDS") is None  # read once, not passed on to children
+        with ppy.Client(f"tcp://127.0.0.1:{holder.port}") as client:
+            assert client.call("r.version") == "v4"
+            assert client.call("r.environ", "LISTEN_FDS") is None  # read once, not passed on to children
         assert holder.stop() == 0
     finally:
         holder.close()
