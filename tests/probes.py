@@ -93,6 +93,14 @@ def legacy_call(server: Server, entry: str, func: str, param: Any = None, timeou
     return parse_legacy(legacy_raw(server, json.dumps(doc).encode(), timeout))
 
 
+def call_once(url: str, method: str, *args: Any, **client_options: Any) -> Any:
+    """One call on a fresh ``ppy.Client`` that is closed afterwards (no socket left to the collector)."""
+    import ppy
+
+    with ppy.Client(url, **client_options) as client:
+        return client.call(method, *args)
+
+
 def assert_healthy(server: Server, timeout: float = 5.0) -> None:
     """A well-behaved client of each dialect still gets correct answers, each within ``timeout`` s.
 
@@ -144,9 +152,10 @@ def read_until_closed(sock: socket.socket, timeout: float) -> tuple[bytes, str]:
         chunks.append(chunk)
 
 
-def wait_inflight(server: Server, count: int, timeout: float = 15.0) -> None:
+def wait_inflight(server: Server, count: int, timeout: float = 15.0, *, at_least: bool = False) -> None:
     """Poll the server's in-flight count (HTTP ``/console/stats.json``; start it with ``http=True``)
-    until it reaches ``count``: the observable to wait on instead of sleeping "until they run"."""
+    until it reaches ``count`` (or more, with ``at_least``): the observable to wait on instead of
+    sleeping "until they run"."""
     import urllib.request
 
     deadline = time.monotonic() + timeout
@@ -154,7 +163,7 @@ def wait_inflight(server: Server, count: int, timeout: float = 15.0) -> None:
     while time.monotonic() < deadline:
         with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/console/stats.json", timeout=5) as resp:
             seen = int(json.loads(resp.read())["inflight"])
-        if seen == count:
+        if seen == count or (at_least and seen > count):
             return
         time.sleep(0.01)
     raise AssertionError(f"{seen} calls in flight after {timeout} s, expected {count}")

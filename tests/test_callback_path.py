@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import APPS, Server
-from probes import Lines, legacy_call, lines_call, request
+from probes import Lines, legacy_call, lines_call, request, wait_inflight
 
 APP = APPS / "settle"
 pytestmark = pytest.mark.timeout(60)
@@ -98,13 +98,13 @@ def assert_healthy_settle(server: Server) -> None:
 def test_sigterm_waits_for_a_call_whose_client_left(tmp_path: Path) -> None:
     # No task stands for such a call, and its connection is gone: the drain must still let it finish
     # (the dispatcher's in-flight count), not exit under it.
-    srv = Server(APP, "--timeout", "5")
+    srv = Server(APP, "--timeout", "5", http=True)
     try:
         mark = tmp_path / "mark"
         warm(srv, "s.touch", [str(tmp_path / "warm")])
         with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
             sock.sendall(request("s.touch", [str(mark), 1.0]))
-            time.sleep(0.2)  # the call is running in its pool thread
+            wait_inflight(srv, 1)  # the call is running in its pool thread
             # Close with a reset, not a FIN: the server drops the connection at once (a half-closed
             # one would stay open, waiting to send its reply, and the drain would wait for that).
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

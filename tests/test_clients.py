@@ -20,6 +20,7 @@ import pytest
 
 import ppy
 from conftest import APPS, Server, free_port
+from probes import wait_inflight
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -41,9 +42,9 @@ def url(request: pytest.FixtureRequest, server: Server, uds_path: Path) -> str:
     return server.url if request.param == "tcp" else f"unix://{uds_path}"
 
 
-def server_on(port: int, *args: str) -> Server:
+def server_on(port: int, *args: str, http: bool = False) -> Server:
     """A server on a given port (to restart "the same server")."""
-    srv = Server(SEMANTICS, "--port", str(port), *args, wait=False)  # the last --port wins
+    srv = Server(SEMANTICS, "--port", str(port), *args, http=http, wait=False)  # the last --port wins
     srv.port = port
     srv.url = f"tcp://127.0.0.1:{port}"
     srv.wait_ready()
@@ -320,13 +321,13 @@ def test_async_connect_error_and_bad_scheme() -> None:
 
 def test_async_reconnect_after_restart_and_in_flight_calls_fail_cleanly() -> None:
     port = free_port()
-    first = server_on(port)
+    first = server_on(port, http=True)
 
     async def run() -> None:
         async with ppy.AsyncClient(f"tcp://127.0.0.1:{port}") as client:
             assert await client.call("aio.double", 1) == 2
             in_flight = asyncio.ensure_future(client.call("slow.asleep", 5000))
-            await asyncio.sleep(0.2)
+            await asyncio.to_thread(wait_inflight, first, 1)
             await asyncio.to_thread(first.stop, signal.SIGKILL)  # a crash: the call cannot be answered
             with pytest.raises(ppy.ConnectError):
                 await in_flight

@@ -136,7 +136,9 @@ def test_a_call_past_its_deadline_gives_its_slot_to_the_next_call_once() -> None
             with pytest.raises(Expired):
                 await hung
             assert await nxt and not ended.is_set()  # served while the abandoned call still runs
-            await asyncio.sleep(1.0)
+            # The pool's threads are done (the abandoned call returned and handed its slot back): the
+            # loop callbacks they scheduled run before this coroutine resumes.
+            await asyncio.to_thread(pool.shutdown, True)
             assert ended.is_set() and lane._gate_free == 1  # its return did not free a second slot
         finally:
             pool.shutdown(wait=True)
@@ -158,7 +160,7 @@ def test_a_running_gated_call_past_its_deadline_reports_itself_and_a_queued_one_
             for fut in (running, queued):
                 with pytest.raises(Expired):
                     await fut
-            await asyncio.sleep(0.6)
+            await asyncio.to_thread(pool.shutdown, True)  # the running call ended; nothing more to report
         finally:
             pool.shutdown(wait=True)
 

@@ -177,6 +177,15 @@ class Load:
             except Exception as exc:
                 self.failures.append(f"{call_id}: {exc!r}")
 
+    def wait_progress(self, calls: int, timeout: float = 20.0) -> None:
+        """Until ``calls`` more calls were answered (bounded): the load's own progress, not a sleep."""
+        target = len(self.done) + calls
+        deadline = time.monotonic() + timeout
+        while len(self.done) < target and len(self.done) < self.max_calls:
+            assert time.monotonic() < deadline, f"{len(self.done)} calls done, waited for {target}"
+            assert not self.failures, self.failures[:10]
+            time.sleep(0.01)
+
     def run(self) -> list[threading.Thread]:
         threads = [threading.Thread(target=self.worker, args=(i,), daemon=True) for i in range(self.threads)]
         for t in threads:
@@ -204,16 +213,16 @@ def test_rolling_restart_behind_haproxy_loses_and_repeats_nothing(tmp_path: Path
         load = Load(front, tmp_path / "calls.txt")
         threads = load.run()
         pids_before = set()
-        time.sleep(0.5)
+        load.wait_progress(50)  # the load runs through both instances
         for inst in (a, b):
             assert inst.proc is not None
             pids_before.add(inst.proc.pid)
             assert inst.stop() == 0, inst.log.read_text()  # drained and exited cleanly
             wait_status(admin, inst.name, "DOWN")
-            time.sleep(0.3)  # the other instance carries the load alone for a while
+            load.wait_progress(30)  # the other instance carries the load alone for a while
             inst.start()
             wait_status(admin, inst.name, "UP")
-            time.sleep(0.3)
+            load.wait_progress(30)
         load.stop.set()
         for t in threads:
             t.join(30)
@@ -221,6 +230,8 @@ def test_rolling_restart_behind_haproxy_loses_and_repeats_nothing(tmp_path: Path
     finally:
         proxy.terminate()
         proxy.wait(10)
+        if proxy.stdout is not None:
+            proxy.stdout.close()
         for inst in (a, b):
             if inst.proc is not None:
                 inst.stop()

@@ -93,6 +93,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 def test_create_app_under_a_separate_uvicorn(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 import ppy
 from conftest import APPS, Server
+from probes import wait_inflight
 
 APP = APPS / "isolation"
 pytestmark = pytest.mark.timeout(60)
@@ -86,7 +87,7 @@ def test_a_crash_fails_only_its_own_call(iso: Server, method: str, exit_text: st
         clients = [ppy.AsyncClient(iso.url, timeout=10) for _ in range(5)]
         try:
             healthy = [asyncio.ensure_future(clients[i % 5].call("iso.sleep", 300)) for i in range(10)]
-            await asyncio.sleep(0.05)  # the healthy calls are in flight when the crash happens
+            await asyncio.to_thread(wait_inflight, iso, 10)  # in flight when the crash happens
             crash = await asyncio.gather(clients[0].call(method), return_exceptions=True)
             return list(await asyncio.gather(*healthy, return_exceptions=True)), crash[0]
         finally:
@@ -112,11 +113,11 @@ def test_memory_past_the_limit_answers_32004(iso: Server) -> None:
 
 def test_invalid_params_are_answered_without_a_worker(tmp_path: Path) -> None:
     """With the only worker busy, a bad call is still answered at once: the server checked it."""
-    with Server(APP, "--isolate", "--pool-size", "1", "--timeout", "5") as server:
+    with Server(APP, "--isolate", "--pool-size", "1", "--timeout", "5", http=True) as server:
         async def scenario() -> tuple[BaseException | object, float]:
             async with ppy.AsyncClient(server.url) as busy, ppy.AsyncClient(server.url) as other:
                 slow = asyncio.ensure_future(busy.call("iso.sleep", 1500))
-                await asyncio.sleep(0.2)
+                await asyncio.to_thread(wait_inflight, server, 1)
                 start = time.monotonic()
                 bad = (await asyncio.gather(other.call("iso.add", "x", 1), return_exceptions=True))[0]
                 took = time.monotonic() - start
@@ -130,7 +131,7 @@ def test_invalid_params_are_answered_without_a_worker(tmp_path: Path) -> None:
 
 def test_max_jobs_recycles_workers_and_queue_is_fifo_and_bounded() -> None:
     with Server(APP, "--isolate", "--pool-size", "1", "--max-jobs", "5", "--max-inflight", "4",
-                "--timeout", "5") as server:
+                "--timeout", "5", http=True) as server:
         with ppy.Client(server.url) as client:
             pids = [client.call("iso.pid") for _ in range(11)]
         assert len(set(pids[:5])) == 1 and len(set(pids[5:10])) == 1 and pids[4] != pids[5] != pids[10], pids
@@ -141,13 +142,13 @@ def test_max_jobs_recycles_workers_and_queue_is_fifo_and_bounded() -> None:
                 order: list[int] = []
 
                 async def one(i: int) -> None:
-                    await client.call("iso.sleep", 100)
+                    await client.call("iso.sleep", 400)  # long enough for the next ones to be seen queued
                     order.append(i)
 
                 tasks = []
                 for i in range(4):  # 4 calls fill --max-inflight 4 on a pool of 1: they queue
                     tasks.append(asyncio.ensure_future(one(i)))
-                    await asyncio.sleep(0.02)
+                    await asyncio.to_thread(wait_inflight, server, i + 1)  # in arrival order
                 over = (await asyncio.gather(client.call("iso.pid"), return_exceptions=True))[0]
                 await asyncio.gather(*tasks)
                 return order, over
@@ -158,14 +159,14 @@ def test_max_jobs_recycles_workers_and_queue_is_fifo_and_bounded() -> None:
 
 
 def test_drain_finishes_calls_and_stops_every_worker() -> None:
-    server = Server(APP, "--isolate", "--pool-size", "2", "--timeout", "5")
+    server = Server(APP, "--isolate", "--pool-size", "2", "--timeout", "5", http=True)
     with ppy.Client(server.url) as client:
         pids = {client.call("iso.pid") for _ in range(6)}
 
     async def scenario() -> object:
         async with ppy.AsyncClient(server.url) as client:
             slow = asyncio.ensure_future(client.call("iso.sleep", 800))
-            await asyncio.sleep(0.3)
+            await asyncio.to_thread(wait_inflight, server, 1)
             server.proc.send_signal(15)
             return await slow
 

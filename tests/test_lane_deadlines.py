@@ -29,7 +29,9 @@ def test_a_call_past_its_deadline_expires_and_its_batch_mates_do_not() -> None:
                 await slow
             assert time.monotonic() - started < 0.4  # the deadline, not the call's end
             assert await asyncio.gather(*fast) == ["slept"] * 5  # moved off the batch by the watchdog
-            await asyncio.sleep(0.6)  # the slow call ends and is delivered: the batch's timer goes
+            # The slow call ends and is delivered (the pool's threads are done; the loop callbacks they
+            # scheduled run before this coroutine resumes): the batch's timer goes.
+            await asyncio.to_thread(pool.shutdown, True)
             assert lane._deadlines.left == 0 and lane._deadlines.timer is None
         finally:
             pool.shutdown(wait=True)

@@ -267,10 +267,16 @@ def private_imports() -> list[str]:
     found = []
     for path in source_files():
         me = module_name(path)
+        package = me if path.name == "__init__.py" else me.rpartition(".")[0]
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-            if not isinstance(node, ast.ImportFrom) or node.level or not (node.module or "").startswith("ppy"):
+            if not isinstance(node, ast.ImportFrom):
                 continue
             base = node.module or ""
+            if node.level:  # relative: resolved like imports_of does
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - (node.level - 1)] + ([base] if base else []))
+            if not base.startswith("ppy"):
+                continue
             for alias in node.names:
                 if alias.name.startswith("_") and not alias.name.startswith("__") \
                         and not is_module(f"{base}.{alias.name}") and base.rpartition(".")[0] != me.rpartition(".")[0]:
@@ -287,3 +293,21 @@ def test_the_tcp_and_http_front_ends_never_import_each_other() -> None:
            for a, b in (("ppy.server.tcp", "ppy.server.http"), ("ppy.server.http", "ppy.server.tcp"))
            if (me == a or me.startswith(a + ".")) and (target == b or target.startswith(b + "."))]
     assert bad == []
+
+
+def test_a_private_import_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_pkg = tmp_path / "src" / "ppy"
+    for d in ("run", "server/http"):
+        (fake_pkg / d).mkdir(parents=True)
+    for f in ("__init__.py", "run/__init__.py", "run/threads.py", "server/__init__.py", "server/http/__init__.py",
+              "server/http/own.py"):
+        (fake_pkg / f).write_text("")
+    (fake_pkg / "server" / "http" / "app.py").write_text(
+        "from ppy.run.threads import _Rest\nfrom ...run.threads import _Lane\n"
+        "from ppy.server.http.own import _mine\nfrom . import own\n")
+    monkeypatch.setattr(sys.modules[__name__], "SRC", tmp_path / "src")
+    monkeypatch.setattr(sys.modules[__name__], "PKG", fake_pkg)
+    assert private_imports() == [
+        "ppy/server/http/app.py:1: ppy.server.http.app imports ppy.run.threads._Rest",
+        "ppy/server/http/app.py:2: ppy.server.http.app imports ppy.run.threads._Lane",
+    ]

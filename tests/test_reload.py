@@ -12,6 +12,7 @@ import pytest
 
 import ppy
 from conftest import Server
+from probes import wait_inflight
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -81,7 +82,7 @@ def slow_call_across_an_edit(server: Server, app: Path, new_value: str) -> tuple
     async def scenario() -> tuple[str, str]:
         async with ppy.AsyncClient(server.url, timeout=20) as client:
             slow = asyncio.ensure_future(client.call("mod.slow", 1500))
-            await asyncio.sleep(0.3)  # the slow call is running on the old code
+            await asyncio.to_thread(wait_inflight, server, 1)  # the slow call is running on the old code
             write_mod(app, new_value)
             deadline = time.monotonic() + 15
             while (now := await client.call("mod.value")) != new_value and time.monotonic() < deadline:
@@ -93,7 +94,7 @@ def slow_call_across_an_edit(server: Server, app: Path, new_value: str) -> tuple
 
 @pytest.fixture()
 def server(app: Path) -> Iterator[Server]:
-    srv = Server(app, "--reload", "--timeout", "10")
+    srv = Server(app, "--reload", "--timeout", "10", http=True)
     yield srv
     code = srv.stop()
     assert code == 0, srv.log_path.read_text()
@@ -137,7 +138,7 @@ def test_sibling_imports_are_not_served_stale(server: Server, app: Path) -> None
 
 
 def test_reload_restarts_isolated_workers(app: Path) -> None:
-    with Server(app, "--reload", "--isolate", "--pool-size", "2", "--timeout", "10") as server:
+    with Server(app, "--reload", "--isolate", "--pool-size", "2", "--timeout", "10", http=True) as server:
         with ppy.Client(server.url) as client:
             before = {client.call("mod.pid") for _ in range(6)}
         old, new = slow_call_across_an_edit(server, app, "two")

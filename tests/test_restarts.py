@@ -32,7 +32,7 @@ import pytest
 
 import ppy
 from conftest import PPY, ROOT, Server, free_port, legacy_frame, recv_all, require_tool
-from probes import parse_legacy
+from probes import call_once, parse_legacy
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -107,6 +107,7 @@ class Load:
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _php: list[subprocess.Popen[str]] = field(default_factory=list)
+    _clients: list[ppy.Client] = field(default_factory=list)
 
     def start(self) -> None:
         php = require_tool("php")
@@ -126,6 +127,7 @@ class Load:
 
     def _blocking(self, url: str) -> Callable[[str], Any]:
         client = ppy.Client(url, timeout=20, connect_timeout=20)
+        self._clients.append(client)  # closed by stop()
         return lambda call_id: client.call("r.rec", call_id)
 
     def _legacy(self, call_id: str) -> Any:
@@ -170,6 +172,8 @@ class Load:
         (self.tmp / "stop").touch()
         for thread in self._threads:
             thread.join(30)
+        for client in self._clients:
+            client.close()
         for proc in self._php:
             out, _ = proc.communicate(timeout=30)
             summary = json.loads(out.strip().splitlines()[-1])
@@ -242,7 +246,7 @@ def test_three_sighup_rolls_under_load_fail_lose_and_duplicate_no_call(app: Path
         load.stop()
         _check_ledger(load, ledger)
         print(f"roll of 2 workers, ms: {_rolls_done(server)}")
-        assert ppy.Client(server.url).call("r.version") == "v4"  # the new code answers
+        assert call_once(server.url, "r.version") == "v4"  # the new code answers
         assert server.stop() == 0
 
 
@@ -338,9 +342,9 @@ def test_a_single_process_restarted_three_times_under_a_socket_holder_refuses_no
             _poll("calls after the restart", lambda n=before: len(load.ok) > n + 200, 20, holder.output)
         load.stop()
         _check_ledger(load, ledger)
-        client = ppy.Client(f"tcp://127.0.0.1:{holder.port}")
-        assert client.call("r.version") == "v4"
-        assert client.call("r.environ", "LISTEN_FDS") is None  # read once, not passed on to children
+        with ppy.Client(f"tcp://127.0.0.1:{holder.port}") as client:
+            assert client.call("r.version") == "v4"
+            assert client.call("r.environ", "LISTEN_FDS") is None  # read once, not passed on to children
         assert holder.stop() == 0
     finally:
         holder.close()
@@ -361,10 +365,10 @@ def test_systemd_socket_activate_passes_named_tcp_http_and_unix_sockets(app: Pat
             return Path(log.name).read_text(errors="replace")
 
         # systemd-socket-activate listens at once and starts ppy on the first connection's arrival.
-        assert ppy.Client(f"tcp://127.0.0.1:{port}", connect_timeout=20).call("r.version") == "v1"
-        assert ppy.Client(f"http://127.0.0.1:{http_port}").call("r.version") == "v1"
-        assert ppy.Client(f"unix://{uds}").call("r.version") == "v1"
-        assert ppy.Client(f"unix://{uds}").call("r.environ", "LISTEN_PID") is None
+        assert call_once(f"tcp://127.0.0.1:{port}", "r.version", connect_timeout=20) == "v1"
+        assert call_once(f"http://127.0.0.1:{http_port}", "r.version") == "v1"
+        assert call_once(f"unix://{uds}", "r.version") == "v1"
+        assert call_once(f"unix://{uds}", "r.environ", "LISTEN_PID") is None
         assert f"tcp=127.0.0.1:{port}" in text() and f"uds={uds}" in text()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
@@ -413,7 +417,7 @@ def test_workers_serve_the_sockets_systemd_passed(app: Path, tmp_path: Path) -> 
             log.flush()
             return Path(log.name).read_text(errors="replace")
 
-        assert ppy.Client(f"tcp://127.0.0.1:{port}", connect_timeout=20).call("r.version") == "v1"
+        assert call_once(f"tcp://127.0.0.1:{port}", "r.version", connect_timeout=20) == "v1"
         _poll("every worker ready", lambda: "all 2 workers ready" in text(), 20, text)
         for _ in range(20):  # fresh connections, to either worker, on the passed sockets
             with ppy.Client(f"unix://{uds}") as client:

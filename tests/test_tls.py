@@ -27,6 +27,7 @@ import trustme
 import ppy
 from conftest import DEMO_APP, PPY, ROOT, Server, free_port, legacy_frame
 from ppy.client.errors import ConnectError
+from probes import call_once
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -77,6 +78,18 @@ class TlsServer(Server):
         self.https_port = free_port() if https else 0
         super().__init__(DEMO_APP, "--tls-port", str(self.tls_port), "--https-port", str(self.https_port),
                          *pki.server_flags(), *args, **kwargs)  # type: ignore[arg-type]
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        """The plain ports, then the HTTPS port (the server opens it last)."""
+        super().wait_ready(timeout)
+        deadline = time.monotonic() + timeout
+        while self.https_port:
+            try:
+                socket.create_connection(("127.0.0.1", self.https_port), timeout=1).close()
+                return
+            except OSError:
+                assert time.monotonic() < deadline and self.proc.poll() is None, self.output()
+                time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -232,9 +245,12 @@ def test_plaintext_to_tls_port_is_refused_and_server_stays_healthy(server: TlsSe
     assert server.proc.poll() is None
 
 
-def test_a_client_that_never_finishes_the_handshake_is_closed(pki: Pki) -> None:
-    with TlsServer(pki, "--request-timeout", "1") as srv, \
-            socket.create_connection(("127.0.0.1", srv.tls_port), timeout=15) as sock:
+@pytest.mark.parametrize("port", ["tls_port", "https_port"])
+def test_a_client_that_never_finishes_the_handshake_is_closed(pki: Pki, port: str) -> None:
+    # --request-timeout bounds the handshake on both TLS ports (asyncio's default would be 60 s, and
+    # the socket timeout of 15 s below fails the test first).
+    with TlsServer(pki, "--request-timeout", "1", https=True) as srv, \
+            socket.create_connection(("127.0.0.1", getattr(srv, port)), timeout=15) as sock:
         sock.sendall(b"\x16\x03\x01")  # the first bytes of a ClientHello, then nothing
         got = b""
         try:
@@ -391,11 +407,11 @@ def test_sighup_reloads_the_client_ca(tmp_path: Path) -> None:
     client_ca.write_bytes(live.ca.read_bytes())
     with TlsServer(live, "--tls-client-ca", str(client_ca)) as srv:
         url = f"tls://127.0.0.1:{srv.tls_port}"
-        assert ppy.Client(url, ca=live.ca, cert=live.client).call("h.hello") == "hello, world."
+        assert call_once(url, "h.hello", ca=live.ca, cert=live.client) == "hello, world."
         client_ca.write_bytes(other.ca.read_bytes())
         srv.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "reloaded" in srv.output(), "the reload in the log")
-        assert ppy.Client(url, ca=live.ca, cert=other.client).call("h.hello") == "hello, world."
+        assert call_once(url, "h.hello", ca=live.ca, cert=other.client) == "hello, world."
         with pytest.raises(ConnectError):
             ppy.Client(url, ca=live.ca, cert=live.client).call("h.hello")
 
@@ -478,7 +494,7 @@ def test_port_0_turns_plaintext_tcp_off(pki: Pki) -> None:
         def serving() -> bool:
             assert srv.proc.poll() is None, srv.output()
             try:
-                return ppy.Client(f"tls://127.0.0.1:{srv.tls_port}", ca=pki.ca).call("h.hello") == "hello, world."
+                return call_once(f"tls://127.0.0.1:{srv.tls_port}", "h.hello", ca=pki.ca) == "hello, world."
             except ConnectError:
                 return False
 

@@ -195,14 +195,19 @@ def test_metrics_count_every_worker_s_calls(workers: Server) -> None:
 
 
 def test_sigterm_drains_every_worker_and_exits_zero() -> None:
-    server = Server(APP, "--workers", "2", "--timeout", "5")
+    server = Server(APP, "--workers", "2", "--timeout", "5", http=True)
     assert wait_for(lambda: len(children(server.proc.pid)) == 2)
     kids = children(server.proc.pid)
     clients = list(pids_by_connection(server.url).values())
+
+    def in_flight() -> float:  # summed over the workers (the other worker's value at most 1 s old)
+        with httpx.Client(timeout=10) as client:
+            return metric(client.get(f"{server.http_url}/metrics").text, "ppy_calls_in_flight")
+
     try:
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            slow = [pool.submit(c.call, "iso.sleep", 800) for c in clients]
-            time.sleep(0.3)
+            slow = [pool.submit(c.call, "iso.sleep", 2500) for c in clients]
+            assert wait_for(lambda: in_flight() == 2), "the two calls did not start"
             server.proc.send_signal(signal.SIGTERM)
             answered = [f.result() for f in slow]  # calls in flight on both workers are answered
         assert set(answered) == kids

@@ -30,8 +30,9 @@ from ppy.cli import default_url, parse_arg
 from ppy.client.common import Address, tls_context
 from ppy.client.errors import ClientError
 from ppy.wire import jsonrpc
+from ppy.wire.model import Dialect
 
-DIALECTS = ("lines", "legacy", "http")
+DIALECTS = (Dialect.LINES, Dialect.LEGACY, Dialect.HTTP)
 #: Seconds a single call may take before the run reports it as stuck rather than waiting forever.
 CALL_TIMEOUT = 30.0
 
@@ -92,14 +93,14 @@ class Bench:
         self.stop_at = 0.0
         self.ssl: Any = None  # an SSLContext for tls:// and https:// URLs (--ca/--cert/--key)
         params = args.params
-        if args.dialect == "legacy":
+        if args.dialect == Dialect.LEGACY:
             entry, _, func = args.method.rpartition(".")
             body = json.dumps({"entry": entry, "func": func, "param": params}).encode()
             size = f"{len(body)}."
             self.request = (size + "0" * (11 - len(size))).encode() + body
         else:
             body = jsonrpc.encode_request(args.method, params, 1)
-            if args.dialect == "lines":
+            if args.dialect == Dialect.LINES:
                 self.request = body + b"\n"
             else:
                 self.request = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
@@ -123,7 +124,7 @@ class Bench:
         return summary(self.stats, time.perf_counter() - start)
 
     async def _connection(self) -> None:
-        if self.args.dialect == "legacy":
+        if self.args.dialect == Dialect.LEGACY:
             while time.perf_counter() < self.stop_at:
                 await self._legacy_call()
             return
@@ -156,7 +157,7 @@ class Bench:
         return await asyncio.open_connection(self.host, self.port, ssl=self.ssl, server_hostname=self.host)
 
     async def _read_reply(self, reader: asyncio.StreamReader) -> bytes | None:
-        if self.args.dialect == "lines":
+        if self.args.dialect == Dialect.LINES:
             line = await reader.readline()
             return line or None
         head = await reader.readuntil(b"\r\n\r\n")
@@ -193,7 +194,7 @@ def target(args: argparse.Namespace) -> tuple[str, int, str]:
     """Host, port and HTTP path from --url (or the PPY_* defaults) for the chosen dialect."""
     if args.url:
         url = args.url
-    elif args.dialect == "http":
+    elif args.dialect == Dialect.HTTP:
         import os
 
         host = os.environ.get("PPY_HOST", "127.0.0.1")
@@ -201,9 +202,9 @@ def target(args: argparse.Namespace) -> tuple[str, int, str]:
     else:
         url = default_url()
     parts = urlsplit(url)
-    if args.dialect == "http" and parts.scheme not in ("http", "https"):
+    if args.dialect == Dialect.HTTP and parts.scheme not in ("http", "https"):
         raise ValueError(f"--dialect http needs an http:// --url (or https://), got {url!r}")
-    if args.dialect != "http" and parts.scheme not in ("tcp", "tls"):
+    if args.dialect != Dialect.HTTP and parts.scheme not in ("tcp", "tls"):
         raise ValueError(f"--dialect {args.dialect} needs a tcp://host:port --url (or tls://host:port), got {url!r}")
     if not parts.hostname or not parts.port:
         raise ValueError(f"--url {url!r} needs a host and a port, e.g. tcp://127.0.0.1:32123")
@@ -218,7 +219,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not args.duration > 0:
         print(f"ppy bench: --duration must be more than 0 seconds, got {args.duration}", file=sys.stderr)
         return 2
-    if args.dialect == "legacy" and "." not in args.method:
+    if args.dialect == Dialect.LEGACY and "." not in args.method:
         print("ppy bench: the legacy dialect needs METHOD as entry.func, e.g. h.hello", file=sys.stderr)
         return 2
     args.params = [parse_arg(a) for a in args.args]
@@ -290,7 +291,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("args", nargs="*", help="arguments, parsed as JSON where they parse, else strings")
     p.add_argument("--url", default=None,
                    help="server (default: tcp://PPY_HOST:PPY_PORT; http://PPY_HOST:PPY_HTTP_PORT/rpc for http)")
-    p.add_argument("--dialect", choices=DIALECTS, default="lines", help="wire dialect to load (default lines)")
+    p.add_argument("--dialect", type=Dialect, choices=DIALECTS, default=Dialect.LINES,
+                   help="wire dialect to load (default lines)")
     p.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
     p.add_argument("--pipeline", type=int, default=1, help="calls in flight per connection (default 1)")
     p.add_argument("--duration", type=float, default=10.0, help="seconds to run (default 10)")

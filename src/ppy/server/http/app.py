@@ -254,12 +254,17 @@ class HttpServer:
                     conn.transport.abort()
 
 
-async def serve_socket(sock: socket.socket, listener: Listener,
-                       ssl: SSLContext | None = None) -> asyncio.Server:
+async def serve_socket(sock: socket.socket, listener: Listener, ssl: SSLContext | None = None,
+                       handshake_timeout: float | None = None) -> asyncio.Server:
     """Serve ``listener.app`` over HTTP/1.1 on an already listening socket.  For HTTPS pass ``ssl``
-    (and build the listener with ``scheme="https"``); the listener's limits and drain apply alike."""
+    (and build the listener with ``scheme="https"``); the listener's limits and drain apply alike.
+    ``handshake_timeout`` bounds the TLS handshake (the connection's own timers start only after it;
+    asyncio's default is 60 s), as ``--request-timeout`` does on ``--tls-port``."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(listener.factory, sock=sock, backlog=BACKLOG, ssl=ssl)
+    if ssl is None:
+        return await loop.create_server(listener.factory, sock=sock, backlog=BACKLOG)
+    return await loop.create_server(listener.factory, sock=sock, backlog=BACKLOG, ssl=ssl,
+                                    ssl_handshake_timeout=handshake_timeout)
 
 
 async def start(state: ServerState, bind_tcp: Callable[[str, int, str], list[socket.socket]], *,
@@ -288,7 +293,7 @@ async def start(state: ServerState, bind_tcp: Callable[[str, int, str], list[soc
     handle.sockets = sockets
     handle.app = app
     for sock in sockets:
-        handle.servers.append(await serve_socket(sock, listener, ssl))
+        handle.servers.append(await serve_socket(sock, listener, ssl, config.request_timeout))
     if first:
         metrics.http_connections = lambda: len(listener.connections)
     return handle

@@ -1,7 +1,7 @@
 """``POST /rpc`` and ``GET``/``POST /call/{entry}/{func}``: HTTP bodies in, the one dispatcher, HTTP replies out.
 
 Decoding is :func:`ppy.wire.jsonrpc.parse` (the lines dialect's codec),
-running is :meth:`Dispatcher.call` with dialect ``"http"``, and errors carry
+running is :meth:`Dispatcher.call` with dialect ``Dialect.HTTP``, and errors carry
 their own ``http_status`` — so HTTP cannot drift from TCP in semantics.
 
 Query strings (``GET /call``) are text; each value becomes a keyword
@@ -49,7 +49,7 @@ from ppy.server.http.edge import (
 from ppy.server.observe.metrics import Metrics
 from ppy.server.state import ServerState
 from ppy.wire import jsonrpc, jsonvalue
-from ppy.wire.model import Call
+from ppy.wire.model import Call, Dialect
 
 #: Methods each call route answers (``HEAD`` is not one of them: it would run the function).
 RPC_METHODS = b"POST, OPTIONS"
@@ -150,7 +150,7 @@ class HttpCalls:
         if isinstance(item, jsonrpc.Rejected):
             return jsonrpc.encode_error(item.id, item.error)
         try:
-            result = await self.dispatcher.call(item, "http", True, jsonvalue.encode)
+            result = await self.dispatcher.call(item, Dialect.HTTP, True, jsonvalue.encode)
         except PpyError as exc:
             return None if item.notify else jsonrpc.encode_error(item.id, exc)
         return None if item.notify else jsonrpc.encode_result(item.id, result)
@@ -187,7 +187,7 @@ class HttpCalls:
             return
         with tracked(self.state):
             try:
-                result = await self.dispatcher.call(Call(method, params), "http", True, jsonvalue.encode)
+                result = await self.dispatcher.call(Call(method, params), Dialect.HTTP, True, jsonvalue.encode)
             except PpyError as exc:
                 status, body = exc.http_status, error_body(exc)
             else:

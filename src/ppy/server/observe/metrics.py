@@ -59,6 +59,7 @@ from ppy.errors import CODES
 from ppy.server.observe import shared as multiproc
 from ppy.server.observe.stats import OTHER
 from ppy.server.state import ServerState
+from ppy.wire.model import Dialect
 
 OUTCOMES = {0: "ok", **{row.code: row.outcome for row in CODES}}
 #: Error codes that mean a configured limit was hit, and the limit's name.
@@ -246,9 +247,9 @@ class _Live:
         state = self.metrics.state
         yield GaugeMetricFamily("ppy_calls_in_flight", "Calls running now", value=state.dispatcher.inflight)
         conns = GaugeMetricFamily("ppy_connections_open", "Connections open now, by dialect", labels=["dialect"])
-        for dialect in ("legacy", "lines"):
+        for dialect in (Dialect.LEGACY, Dialect.LINES):  # TCP; HTTP connections are counted by the edge
             conns.add_metric([dialect], state.by_dialect.get(dialect, 0))
-        conns.add_metric(["http"], self.metrics.http_connections())
+        conns.add_metric([Dialect.HTTP], self.metrics.http_connections())
         yield conns
         trips = CounterMetricFamily("ppy_limit_trips", "Requests refused or cut short by a limit, by limit",
                                     labels=["limit"])

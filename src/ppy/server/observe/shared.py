@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import msgspec
 
 from ppy.server.state import ServerState
+from ppy.wire.model import Dialect
 
 # prometheus_client is imported lazily on purpose: it picks file-backed values at *import* time, so
 # the supervisor must set ENV before anything imports it.
@@ -93,9 +94,9 @@ class Publisher:
         self.process.publish()
         state = self.source.state
         self.inflight.set(state.dispatcher.inflight)
-        for dialect in ("legacy", "lines"):
+        for dialect in (Dialect.LEGACY, Dialect.LINES):  # TCP; HTTP connections are counted by the edge
             self.connections.labels(dialect).set(state.by_dialect.get(dialect, 0))
-        self.connections.labels("http").set(self.source.http_connections())
+        self.connections.labels(Dialect.HTTP).set(self.source.http_connections())
         counts = Tally(self.source.trips)
         counts["max_connections"] = state.refused
         for limit in LIMITS:
