@@ -33,7 +33,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Generator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ppy.app.dispatch import RunnerStatistics, Settle, application_error
@@ -41,6 +40,7 @@ from ppy.app.function import Function
 from ppy.errors import CallTimeout
 from ppy.run.forksafe import state as _fork
 from ppy.run.lane import Expired, SyncLane
+from ppy.run.pool import Threads
 
 log = logging.getLogger("ppy.call")
 
@@ -78,7 +78,7 @@ class ThreadRunner:
     def __init__(self, threads: int, *, debug: bool = False) -> None:
         self.threads = threads
         self.respawn_observers: list[Callable[[float, str], None]] = []  # never called: no processes
-        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ppy-call")
+        self.pool = Threads(threads, "ppy-call")
         self.lane = SyncLane(self.pool, min(CPU_SLOTS, threads))
         self.debug = debug
         self._probes: dict[str, _Probe] = {}  # method -> the first call of an unclassified function
@@ -196,7 +196,7 @@ class ThreadRunner:
         return True
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.close()
 
     async def start(self) -> None:
         """Threads start on demand: nothing to wait for."""
