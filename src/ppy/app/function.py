@@ -41,13 +41,6 @@ class Function:
     hints: dict[str, Any]
     converters: dict[str, Any] = field(default_factory=dict)  # param name -> type to convert to
     no_params: bool = False  # takes no arguments at all: skip binding
-    # Whether its last call was fast (sync functions; kept by ppy.run.threads): fast calls share a
-    # thread-pool job with the other calls of their event-loop turn, slow ones get a job each.
-    fast: bool = False
-    # Whether its last slow call spent most of its time computing (CPU time of its thread against wall
-    # time; ppy.run.threads): such calls queue for a few CPU slots instead of each taking a pool thread
-    # to fight over the GIL.  None until measured (see ThreadRunner.run).
-    cpu_bound: bool | None = None
     # A generator or async generator function: its items stream (ppy.app.streaming, docs/streaming.md).
     streams: bool = False
 

@@ -47,13 +47,18 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor
 from typing import Any, Protocol
 
 #: How long a batch may hold calls it has not started before they move to another thread.  Short
 #: enough to be invisible next to a slow call, long enough that a batch of fast calls never splits.
 SPLIT_AFTER_S = 0.002
 
+
+
+class Pool(Protocol):
+    """Runs ``fn(*args)`` in some thread (``ppy.run.pool.Threads``; a ``ThreadPoolExecutor`` fits too)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> object: ...
 
 
 class Outcome(Protocol):
@@ -118,7 +123,7 @@ class Batch:
 
 
 class SyncLane:
-    def __init__(self, pool: Executor, cpu_slots: int) -> None:
+    def __init__(self, pool: Pool, cpu_slots: int) -> None:
         self.pool = pool
         self._gate_lock = threading.Lock()  # pool threads hand slots over without the loop
         self._gate_free = cpu_slots  # CPU-bound calls that may start now (below 0 while functions borrow)

@@ -28,13 +28,13 @@ import os
 import threading
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
-from concurrent.futures import Executor
 from typing import Any
 
 from ppy.app.function import Function
 from ppy.app.source import Pulled, Source
 from ppy.errors import PpyError
 from ppy.run.forksafe import state as _fork
+from ppy.run.lane import Pool
 from ppy.wire import jsonvalue
 
 #: Resumes a coroutine whose first step already ran and yielded (coroutine, what it yielded).
@@ -66,7 +66,7 @@ _Posted = tuple[bytes | None, Pulled | PpyError | None]
 class SyncSource:
     """A sync generator stepped in the pool, one job per pull (see the module docstring)."""
 
-    def __init__(self, method: str, gen: Generator[Any, Any, Any], pool: Executor, debug: bool) -> None:
+    def __init__(self, method: str, gen: Generator[Any, Any, Any], pool: Pool, debug: bool) -> None:
         self.method = method
         self.gen = gen
         self.pool = pool
@@ -267,7 +267,7 @@ class _Raise:
         yield  # unreachable; makes this a generator
 
 
-def open_source(fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], pool: Executor,
+def open_source(fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], pool: Pool,
                 debug: bool, resume: Resumer) -> Source:
     """Call the generator function (its body runs at the first pull) and wrap what it returned."""
     gen = fn.fn(*args, **kwargs)

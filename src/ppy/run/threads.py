@@ -33,7 +33,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Generator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ppy.app.dispatch import RunnerStatistics, Settle, application_error
@@ -42,6 +41,7 @@ from ppy.app.source import Source
 from ppy.errors import CallTimeout
 from ppy.run.forksafe import state as _fork
 from ppy.run.lane import Expired, SyncLane
+from ppy.run.pool import Threads
 from ppy.run.streams import open_source
 
 log = logging.getLogger("ppy.call")
@@ -74,16 +74,31 @@ class _Probe:
         self.verdict: asyncio.Future[None] = loop.create_future()
 
 
+class Speed:
+    """What the runner learned about one function's calls; the runner's state, never the app's
+    :class:`Function` (pool threads write it: the app layer only describes functions)."""
+
+    __slots__ = ("cpu_bound", "fast")
+
+    def __init__(self) -> None:
+        #: Its last call was fast: it may share a pool job with the other calls of its loop turn.
+        self.fast = False
+        #: Its last slow call spent most of its time computing (thread CPU time against wall time): its
+        #: calls queue for a few CPU slots instead of each taking a pool thread.  None until measured.
+        self.cpu_bound: bool | None = None
+
+
 class ThreadRunner:
     isolated = False
 
     def __init__(self, threads: int, *, debug: bool = False) -> None:
         self.threads = threads
         self.respawn_observers: list[Callable[[float, str], None]] = []  # never called: no processes
-        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ppy-call")
+        self.pool = Threads(threads, "ppy-call")
         self.lane = SyncLane(self.pool, min(CPU_SLOTS, threads))
         self.debug = debug
         self._probes: dict[str, _Probe] = {}  # method -> the first call of an unclassified function
+        self._speeds: dict[str, Speed] = {}  # method -> what its calls so far tell (reset by reload())
         self.abandoned = 0  # async calls that ignored their deadline's cancellation (see Resume)
 
     async def run(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float) -> Any:
@@ -107,16 +122,19 @@ class ThreadRunner:
                     finally:
                         if _fork.child:
                             os._exit(0)
-            cpu_bound = fn.cpu_bound
+            speed = self._speeds.get(fn.method)
+            if speed is None:
+                speed = self._speeds[fn.method] = Speed()
+            cpu_bound = speed.cpu_bound
             if cpu_bound is None:  # never measured: the first call runs at once and tells
                 probe = self._probes.get(fn.method)
                 if probe is None:
-                    return await self._probe(fn, args, kwargs, timeout)
+                    return await self._probe(fn, speed, args, kwargs, timeout)
                 await asyncio.shield(probe.verdict)  # PROBE_S after the first call started, at most
-                cpu_bound = fn.cpu_bound
-            return await self.lane.submit(_timed_call, (fn, args, kwargs), alone=not fn.fast,
+                cpu_bound = speed.cpu_bound
+            return await self.lane.submit(_timed_call, (speed, fn, args, kwargs), alone=not speed.fast,
                                           cpu_bound=bool(cpu_bound), timeout=timeout, key=fn.method,
-                                          on_abandon=functools.partial(_waits, fn) if cpu_bound else None)
+                                          on_abandon=functools.partial(_waits, speed) if cpu_bound else None)
         except Expired:  # the lane enforces sync calls' deadlines, one timer per batch
             raise _past_deadline(fn, timeout) from None
         except (asyncio.CancelledError, GeneratorExit):  # the task ends, not the function's call
@@ -128,35 +146,37 @@ class ThreadRunner:
                 raise _past_deadline(fn, timeout) from None
             raise application_error(fn.method, exc, self.debug) from exc
 
-    async def _probe(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float) -> Any:
+    async def _probe(self, fn: Function, speed: Speed, args: tuple[Any, ...], kwargs: dict[str, Any],
+                     timeout: float) -> Any:
         """Run the first call of an unclassified function in a thread of its own, and classify it."""
         loop = asyncio.get_running_loop()
         probe = self._probes[fn.method] = _Probe(loop)
-        probe.timer = loop.call_later(PROBE_S, self._judge, fn, probe)
+        probe.timer = loop.call_later(PROBE_S, self._judge, fn, speed, probe)
         try:
-            return await self.lane.submit(_probed_call, (probe, fn, args, kwargs), alone=True, timeout=timeout)
+            return await self.lane.submit(_probed_call, (probe, speed, fn, args, kwargs), alone=True,
+                                          timeout=timeout)
         finally:
             self._settle(fn, probe)
 
-    def _judge(self, fn: Function, probe: _Probe) -> None:
+    def _judge(self, fn: Function, speed: Speed, probe: _Probe) -> None:
         """Once the first call has run ``PROBE_S``: classify it by its thread's CPU time so far."""
-        if probe.verdict.done() or fn.cpu_bound is not None:  # it returned and was measured
+        if probe.verdict.done() or speed.cpu_bound is not None:  # it returned and was measured
             self._settle(fn, probe)
             return
         started = probe.started
         wall = time.perf_counter() - started
         if not started or wall < PROBE_S:  # no thread yet, or too short to tell: look again later
             later = PROBE_S - wall if started else PROBE_S
-            probe.timer = asyncio.get_running_loop().call_later(later, self._judge, fn, probe)
+            probe.timer = asyncio.get_running_loop().call_later(later, self._judge, fn, speed, probe)
             return
         if probe.clock is not None:
             try:
                 cpu = time.clock_gettime(probe.clock) - probe.cpu0
             except OSError:  # the thread is gone (the call just ended): its own measure follows
                 cpu = None
-            if cpu is not None and fn.cpu_bound is None:
-                fn.fast = False
-                fn.cpu_bound = cpu >= CPU_SHARE * wall
+            if cpu is not None and speed.cpu_bound is None:
+                speed.fast = False
+                speed.cpu_bound = cpu >= CPU_SHARE * wall
         self._settle(fn, probe)  # not measurable: the waiting calls get threads; the next call probes
 
     def _settle(self, fn: Function, probe: _Probe) -> None:
@@ -191,9 +211,10 @@ class ThreadRunner:
         awaits :meth:`run`.  A task, a future and three coroutine frames per call were ~40% of the
         server's CPU for ``def hello()`` at 32 x 16 pipelined (docs/performance.md).
         """
-        if fn.is_async or not fn.fast:
+        speed = self._speeds.get(fn.method)
+        if speed is None or not speed.fast or fn.is_async:
             return False
-        self.lane.submit_to(SyncCall(fn, timeout, settle, self.debug), _timed_call, (fn, args, kwargs),
+        self.lane.submit_to(SyncCall(fn, timeout, settle, self.debug), _timed_call, (speed, fn, args, kwargs),
                             timeout=timeout)
         return True
 
@@ -202,7 +223,7 @@ class ThreadRunner:
         return open_source(fn, args, kwargs, self.pool, self.debug, Resume)
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.close()
 
     async def start(self) -> None:
         """Threads start on demand: nothing to wait for."""
@@ -211,7 +232,9 @@ class ThreadRunner:
         self.close()
 
     def reload(self) -> None:
-        """Calls look their function up in the dispatcher's new registry: nothing to restart."""
+        """Calls look their function up in the dispatcher's new registry: nothing to restart.  What was
+        learned about the old code's speed is forgotten (the next call of each function measures it)."""
+        self._speeds = {}
 
     def statistics(self) -> RunnerStatistics:
         return RunnerStatistics("threads", self.threads, 0, self.abandoned)
@@ -247,10 +270,10 @@ class SyncCall:
             log.exception("internal error while answering a call of %s", self.fn.method)
 
 
-def _waits(fn: Function) -> None:
-    """A call of ``fn`` holding a CPU slot ran past its deadline: give its calls threads again until one
+def _waits(speed: Speed) -> None:
+    """A call holding a CPU slot ran past its deadline: give its function's calls threads again until one
     returns and is measured (see ``SyncLane._abandon``)."""
-    fn.cpu_bound = False
+    speed.cpu_bound = False
 
 
 def _past_deadline(fn: Function, timeout: float) -> CallTimeout:
@@ -258,7 +281,7 @@ def _past_deadline(fn: Function, timeout: float) -> CallTimeout:
                        "or raise --timeout", {"timeout": timeout})
 
 
-def _probed_call(probe: _Probe, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _probed_call(probe: _Probe, speed: Speed, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """:func:`_timed_call` for a function's first call, telling the loop where its thread's CPU clock is."""
     try:
         probe.clock = time.pthread_getcpuclockid(threading.get_ident())
@@ -266,18 +289,18 @@ def _probed_call(probe: _Probe, fn: Function, args: tuple[Any, ...], kwargs: dic
         probe.clock = None
     probe.cpu0 = time.thread_time()
     probe.started = time.perf_counter()  # last: the loop reads the others once this is set
-    return _timed_call(fn, args, kwargs)
+    return _timed_call(speed, fn, args, kwargs)
 
 
-def _timed_call(fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _timed_call(speed: Speed, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Run in a pool thread, remembering whether the call was fast enough to share a job next time
     and, for a slow one, whether it computed (CPU slots) or waited (a thread of its own)."""
     start = time.perf_counter()
-    if fn.fast:  # the common case stays one clock read: thread_time() is a system call
+    if speed.fast:  # the common case stays one clock read: thread_time() is a system call
         try:
             return fn.fn(*args, **kwargs)
         finally:
-            fn.fast = time.perf_counter() - start < FAST_S
+            speed.fast = time.perf_counter() - start < FAST_S
             if _fork.child:  # a child forked by the function returned here too (ppy.run.forksafe)
                 os._exit(0)
     cpu = time.thread_time()
@@ -285,8 +308,8 @@ def _timed_call(fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         return fn.fn(*args, **kwargs)
     finally:
         wall = time.perf_counter() - start
-        fn.fast = wall < FAST_S
-        fn.cpu_bound = time.thread_time() - cpu >= CPU_SHARE * wall
+        speed.fast = wall < FAST_S
+        speed.cpu_bound = time.thread_time() - cpu >= CPU_SHARE * wall
         if _fork.child:
             os._exit(0)
 
