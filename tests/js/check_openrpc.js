@@ -1,5 +1,6 @@
 // Checks an OpenRPC document the way third-party tools read it (run by tests/test_schemas.py).
-// Input (argv[2], JSON): {"document": ..., "calls": {method: params}, "results": {method: value}}.
+// Input (argv[2], JSON): {"document": ..., "calls": {method: params}, "results": {method: value}}
+// (for a streaming method, "x-ppy-stream", the value is the list of its items).
 // Output: one JSON object {"methods": N, "errors": [...]} on stdout; exit 1 when there are errors.
 "use strict";
 const fs = require("fs");
@@ -54,9 +55,13 @@ for (const method of doc.methods) {
       errors.push(`${name}: MethodCallValidator refuses the correct call ${JSON.stringify(params)}: ${text}`);
     }
   }
-  if (result !== null && name in input.results && !result(input.results[name])) {
-    errors.push(`${name}: the actual result ${JSON.stringify(input.results[name])} does not match its schema: ` +
-      ajv.errorsText(result.errors));
+  // A streaming method's result schema is its item type: each streamed item must match it.
+  const actual = name in input.results ? (method["x-ppy-stream"] ? input.results[name] : [input.results[name]]) : [];
+  for (const value of actual) {
+    if (result !== null && !result(value)) {
+      errors.push(`${name}: the actual result ${JSON.stringify(value)} does not match its schema: ` +
+        ajv.errorsText(result.errors));
+    }
   }
 }
 console.log(JSON.stringify({ methods: doc.methods.length, errors }));
