@@ -18,7 +18,7 @@ DEMO: dict[str, Any] = {
     "h.asleep": [1],
     "h.cpu": [100],
     "h.pid": [],
-    "h.words": ["a b", 1],  # a generator: a plain call answers its items as a list, each checked against the item schema
+    "h.words": ["a b", 1],  # a generator: a plain call answers a list; each item is checked
     "billing.invoice.total": [[{"item": "tea", "qty": 2, "price": "1.50"}], 20],
 }
 

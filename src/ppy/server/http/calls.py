@@ -157,7 +157,11 @@ class HttpCalls:
 
     # -- GET/POST /call/{entry}/{func} -------------------------------------------------
 
-    async def call(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def admit(self, scope: Scope, receive: Receive, send: Send, route: str) -> tuple[str, Any, Send] | None:
+        """What ``/call`` and ``/stream`` check before anything runs: the verb (CORS preflights answered,
+        HEAD and the others 405), the browser rule, the token, the arguments and the drain.  None when
+        that already answered (a refusal or a preflight); else the method, its arguments and the
+        ``send`` to reply with (CORS headers added for a listed origin)."""
         path = scope["path_params"]
         method = f"{path['entry']}.{path['func']}"
         verb = scope["method"]
@@ -165,11 +169,11 @@ class HttpCalls:
             if verb not in ("GET", "POST"):
                 if verb == "OPTIONS":
                     await preflight(scope, send, self.browsers, CALL_METHODS)
-                    return
+                    return None
                 raise Refusal(405, InvalidRequest(  # HEAD too: a link checker must not run the function
-                    f"{verb} is not allowed on /call: use GET (query arguments) or POST (JSON body)"),
+                    f"{verb} is not allowed on {route}: use GET (query arguments) or POST (JSON body)"),
                     ((b"allow", CALL_METHODS),))
-            origin = self.browsers.check(scope)
+            origin = self.browsers.check(scope)  # another site's page may not run functions
             if origin is not None:
                 send = with_cors(send, origin, CALL_METHODS)
             require_token(scope, self.dispatcher)
@@ -181,10 +185,17 @@ class HttpCalls:
                 raise Refusal(503, draining_error())
         except Refusal as exc:
             await reply(send, exc.status, error_body(exc.error), headers=exc.headers)
-            return
+            return None
         except PpyError as exc:
             await reply(send, exc.http_status, error_body(exc))
+            return None
+        return method, params, send
+
+    async def call(self, scope: Scope, receive: Receive, send: Send) -> None:
+        admitted = await self.admit(scope, receive, send, "/call")
+        if admitted is None:
             return
+        method, params, send = admitted
         with tracked(self.state):
             try:
                 result = await self.dispatcher.call(Call(method, params), Dialect.HTTP, True, jsonvalue.encode)

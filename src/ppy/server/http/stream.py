@@ -24,9 +24,9 @@ from starlette.types import Message, Receive, Scope, Send
 
 from ppy.app.dispatch import CUT_OFF
 from ppy.app.streaming import StreamCall, cancelled, open_stream, pump
-from ppy.errors import CallTimeout, InvalidRequest, PpyError
-from ppy.server.http.calls import CALL_METHODS, HttpCalls, draining_error
-from ppy.server.http.edge import Refusal, error_body, preflight, reply, require_token, tracked, with_cors
+from ppy.errors import CallTimeout, PpyError
+from ppy.server.http.calls import HttpCalls
+from ppy.server.http.edge import error_body, tracked
 from ppy.wire import jsonvalue
 from ppy.wire.model import Call
 from ppy.wire.stream import sse_end, sse_error, sse_items
@@ -44,34 +44,10 @@ class HttpStreams:
         self.dispatcher = calls.dispatcher
 
     async def stream(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope["path_params"]
-        method = f"{path['entry']}.{path['func']}"
-        calls = self.calls
-        verb = scope["method"]
-        try:
-            if verb not in ("GET", "POST"):  # as /call: CORS preflights answered, HEAD never runs anything
-                if verb == "OPTIONS":
-                    await preflight(scope, send, calls.browsers, CALL_METHODS)
-                    return
-                raise Refusal(405, InvalidRequest(
-                    f"{verb} is not allowed on /stream: use GET (query arguments) or POST (JSON body)"),
-                    ((b"allow", CALL_METHODS),))
-            origin = calls.browsers.check(scope)  # another site's page may not run functions
-            if origin is not None:
-                send = with_cors(send, origin, CALL_METHODS)
-            require_token(scope, self.dispatcher)
-            if verb == "POST":
-                params = calls._post_params(await calls._body(scope, receive))
-            else:
-                params = calls._query_params(method, scope.get("query_string", b""))
-            if self.state.draining:
-                raise Refusal(503, draining_error())
-        except Refusal as exc:
-            await reply(send, exc.status, error_body(exc.error), headers=exc.headers)
+        admitted = await self.calls.admit(scope, receive, send, "/stream")  # the rules of /call
+        if admitted is None:
             return
-        except PpyError as exc:
-            await reply(send, exc.http_status, error_body(exc))
-            return
+        method, params, send = admitted
         call = Call(method, params, stream=True)
         with tracked(self.state):
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
