@@ -20,7 +20,8 @@ import pytest
 from conftest import APPS
 from harness import Pipe, request, serve_in_memory, until
 from ppy.server.tcp.auth import MAX_WRONG_TOKENS
-from ppy.server.tcp.connection import HIGH_WATER, Phase
+from ppy.server.tcp.bounds import HIGH_WATER
+from ppy.server.tcp.connection import Phase
 
 APP = APPS / "hostile"
 pytestmark = [pytest.mark.fast, pytest.mark.timeout(60)]

@@ -13,7 +13,8 @@ import pytest
 
 import conftest
 import ppy
-from conftest import DEMO_APP, Server
+from conftest import APPS, DEMO_APP, Server, recv_line
+from probes import legacy_raw, parse_legacy, read_until_closed, request
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -73,3 +74,34 @@ def test_connections_past_a_lowered_limit_get_overloaded_and_healthz_keeps_worki
             except ppy.RemoteError:
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
+
+
+def test_out_of_descriptors_clients_are_answered_overloaded_and_accepting_resumes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A function that uses up every descriptor: new clients get -32002 (HTTP 503) in their own dialect
+    instead of a silent reset, the server says so in its log, and serves them again once it has some."""
+    monkeypatch.setattr(conftest, "PPY", _limited(256, 256))
+    with Server(APPS / "fds", http=True) as server:
+        with server.connect() as ctl:  # one connection for both calls: no new one can be accepted between
+            ctl.sendall(request("fds.hog", [], 1))
+            assert json.loads(recv_line(ctl))["result"] > 100
+            for i in range(3):  # each refused client gives its descriptor back as the spare for the next
+                with server.connect() as extra:
+                    extra.sendall(request("rpc.ping", [], i))
+                    data, _how = read_until_closed(extra, 5)
+                err = json.loads(data)["error"]
+                assert err["code"] == -32002 and "out of file descriptors" in err["message"], data
+                reply = parse_legacy(legacy_raw(server, json.dumps({"entry": "fds", "func": "free"}).encode(), 5))
+                assert reply["data"] == [] and "out of file descriptors" in reply["error"], reply
+                health = httpx.get(f"{server.http_url}/healthz", timeout=5)
+                assert health.status_code == 503 and health.json()["error"]["code"] == -32002, health.text
+            ctl.sendall(request("fds.free", [], 2))
+            assert json.loads(recv_line(ctl))["result"] > 100
+            with ppy.Client(server.url) as client:  # the first accept after the free one serves it
+                assert client.call("rpc.ping") == "pong"
+            assert httpx.get(f"{server.http_url}/healthz", timeout=5).status_code == 200
+        log = server.output()
+        assert re.search(r"cannot accept on tcp://127\.0\.0\.1:\d+: Too many open files", log), log
+        assert re.search(r"cannot accept on http://127\.0\.0\.1:\d+: Too many open files", log), log
+        assert re.search(r"accepting on tcp://127\.0\.0\.1:\d+ again: descriptors are free \(6 clients were "
+                         r"answered overloaded", log), log  # 3 lines and 3 legacy clients

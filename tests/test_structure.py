@@ -3,7 +3,7 @@ tests/test_layering.py):
 
 - the repository stands on its own: no citation of a document it does not hold (a product
   specification's sections, design notes, a sibling ``shared`` folder): the rule a citation pointed
-  to is stated in docs/ instead;
+  to is stated in docs/ instead; and every page of docs/ it names exists;
 - ``src/ppy/server/`` holds at most 8 modules directly (the rest lives in its subpackages, grouped by
   front end or job);
 - no module of ``src/ppy`` is longer than 450 lines.
@@ -34,6 +34,8 @@ CITATION = re.compile("|".join([
     r"\.\./" + "shared",
     "/work/" + "shared",
 ]))
+#: A page of the repository's own docs named in a text (checked to exist).
+DOC_LINK = re.compile(r"\bdocs/[\w.-]+\.md\b")
 MAX_SERVER_MODULES = 8
 MAX_MODULE_LINES = 450
 
@@ -65,6 +67,21 @@ def citations(root: Path = ROOT) -> list[str]:
     return found
 
 
+def missing_docs(root: Path = ROOT) -> list[str]:
+    """``path:line: page`` for every page of docs/ named in a text that the repository lacks."""
+    found = []
+    for path in text_files(root):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            for name in DOC_LINK.findall(line):
+                if not (root / name).is_file():
+                    found.append(f"{path.relative_to(root)}:{number}: {name}")
+    return found
+
+
 def server_modules(pkg: Path = PKG) -> list[str]:
     return sorted(p.name for p in (pkg / "server").glob("*.py"))
 
@@ -80,6 +97,10 @@ def long_modules(pkg: Path = PKG) -> list[str]:
 
 def test_no_citation_of_a_document_the_repository_does_not_hold() -> None:
     assert citations() == []
+
+
+def test_every_docs_page_named_exists() -> None:
+    assert missing_docs() == [], "name the page that states the rule, or write it"
 
 
 def test_the_server_package_holds_at_most_8_modules_directly() -> None:
@@ -104,9 +125,11 @@ def test_the_checks_find_what_they_look_for(tmp_path: Path) -> None:
     (tmp_path / "docs" / "img.png").write_bytes(b"\x89PNG\xff\xfe")
     assert sorted(citations(tmp_path)) == [
         "README.md:1: [x](../" + "shared/x.md)",
-        "docs/a.md:2: as " + "SPEC" + " \N{SECTION SIGN} 4.2 says",
+        "docs" "/a.md:2: as " + "SPEC" + " \N{SECTION SIGN} 4.2 says",
         "tests/t.py:1: # see " + "DESIGN" + "-NOTES",
     ]
+    (tmp_path / "tests" / "u.py").write_text("# see docs" "/a.md and docs" "/gone.md\n", encoding="utf-8")
+    assert missing_docs(tmp_path) == ["tests/u.py:1: docs" "/gone.md"]
     pkg = tmp_path / "src" / "ppy"
     for i in range(9):
         (pkg / "server" / f"m{i}.py").write_text("x = 1\n" * (451 if i == 0 else 3))

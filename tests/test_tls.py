@@ -7,9 +7,11 @@ Certificates are made at test time with trustme (a throw-away CA); every test ta
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime
 import http.client
 import json
+import re
 import signal
 import socket
 import ssl
@@ -261,6 +263,32 @@ def test_a_client_that_never_finishes_the_handshake_is_closed(pki: Pki, port: st
         assert srv.proc.poll() is None
 
 
+def test_stalled_handshakes_hold_at_most_max_connections(pki: Pki) -> None:
+    """Connections still in their handshake are not counted by --max-connections yet: at that many the
+    TLS port accepts no more until one ends (backpressure: the next client waits in the backlog)."""
+    with TlsServer(pki, "--max-connections", "3") as srv:
+        url = f"tls://127.0.0.1:{srv.tls_port}"
+        stalled = [socket.create_connection(("127.0.0.1", srv.tls_port), timeout=10) for _ in range(3)]
+        try:
+            for sock in stalled:
+                sock.sendall(b"\x16\x03\x01")  # the first bytes of a ClientHello, then nothing
+            def hello() -> object:
+                with ppy.Client(url, ca=pki.ca, timeout=20) as client:
+                    return client.call("h.hello")
+
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                waiting = pool.submit(hello)
+                with pytest.raises(concurrent.futures.TimeoutError):
+                    waiting.result(timeout=1)  # in the backlog behind the three
+                with ppy.Client(srv.url) as plain:  # the plaintext port is not held up
+                    assert plain.call("h.hello") == "hello, world."
+                stalled.pop().close()  # one handshake ends: the waiting client is accepted
+                assert waiting.result(timeout=15) == "hello, world."
+        finally:
+            for sock in stalled:
+                sock.close()
+
+
 # -- the Python clients ---------------------------------------------------------------------------
 
 
@@ -355,6 +383,18 @@ def test_mtls_client_subject_appears_in_logs(mtls: TlsServer, pki: Pki) -> None:
         sock.sendall(b"99999999.00")  # a legacy frame over --max-frame-bytes: a logged protocol error
         sock.recv(65536)
     wait_for(lambda: "CN=worker-7.example" in mtls.output(), "the client certificate's subject in the log")
+
+
+def test_failed_handshakes_are_logged_with_their_reason(mtls: TlsServer, pki: Pki) -> None:
+    for scheme, port in (("tls", mtls.tls_port), ("https", mtls.https_port)):
+        url = f"{scheme}://127.0.0.1:{port}"
+        with pytest.raises(ConnectError):
+            ppy.Client(url, ca=pki.ca).call("h.hello")  # no client certificate
+        pattern = rf"connection from \('127\.0\.0\.1', \d+\) on {scheme}://127\.0\.0\.1:{port} failed " \
+                  r"before its first request: .*CERTIFICATE"
+        wait_for(lambda pattern=pattern: re.search(pattern, mtls.output()) is not None,  # type: ignore[misc]
+                 f"the failed {scheme} handshake in the log")
+    assert mtls.proc.poll() is None
 
 
 def test_expired_client_certificate_is_refused(mtls: TlsServer, pki: Pki) -> None:

@@ -145,12 +145,13 @@ class CallHandle:
     and calls it.
     """
 
-    __slots__ = ("call", "dialect", "dispatcher", "encode", "finished", "start", "then")
+    __slots__ = ("args", "call", "dialect", "dispatcher", "encode", "finished", "fn", "kwargs", "start", "then")
 
     def __init__(self, dispatcher: Dispatcher, call: Call, dialect: str, start: float, encode: Encoder,
-                 then: Then | None) -> None:
+                 then: Then | None, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.dispatcher, self.call, self.dialect, self.start, self.encode, self.then = (
             dispatcher, call, dialect, start, encode, then)
+        self.fn, self.args, self.kwargs = fn, args, kwargs  # what runs: the function, its bound arguments
         self.finished = False
 
     def settle(self, result: Any, error: BaseException | None) -> bytes | PpyError | None:
@@ -232,7 +233,7 @@ class Dispatcher:
         started = self._admit(call, dialect, authed, encode, None)
         if isinstance(started, bytes):
             return started
-        outcome = await self._run(*started)
+        outcome = await self._run(started)
         if isinstance(outcome, PpyError):
             raise outcome
         return outcome
@@ -246,17 +247,17 @@ class Dispatcher:
         start the call without a task (a sync function that was fast), else from a task.
         Raises PpyError when the call failed at once.
         """
-        started = self._admit(call, dialect, authed, encode, then)
-        if isinstance(started, bytes):
-            return started
-        handle, fn, args, kwargs = started
-        if fn.is_async or fn.streams or not self.runner.start_sync(fn, args, kwargs, self._timeout(call),
-                                                                   handle.settle):
-            self.spawn(self._run(handle, fn, args, kwargs))  # its settle() hands the reply to ``then``
+        handle = self._admit(call, dialect, authed, encode, then)
+        if isinstance(handle, bytes):
+            return handle
+        fn = handle.fn
+        if fn.is_async or fn.streams or not self.runner.start_sync(fn, handle.args, handle.kwargs,
+                                                                   self._timeout(call), handle.settle):
+            self.spawn(self._run(handle))  # its settle() hands the reply to ``then``
         return None
 
     def _admit(self, call: Call, dialect: str, authed: bool, encode: Encoder, then: Then | None,
-               ) -> bytes | tuple[CallHandle, Function, tuple[Any, ...], dict[str, Any]]:
+               ) -> bytes | CallHandle:
         """A built-in's encoded result, or the admitted call's handle (one slot taken); raises PpyError."""
         start = time.perf_counter()
         try:
@@ -274,22 +275,24 @@ class Dispatcher:
                 # Counted now, not when a task first runs: a burst of requests decoded from one read is
                 # admitted one by one, so --max-inflight holds for pipelined clients too.
                 self.inflight += 1
-                return CallHandle(self, call, dialect, start, encode, then), fn, args, kwargs
+                return CallHandle(self, call, dialect, start, encode, then, fn, args, kwargs)
         except PpyError as exc:
             self._done(call, dialect, start, exc)
             raise
         self._done(call, dialect, start, None)
         return body
 
-    async def _run(self, handle: CallHandle, fn: Function, args: tuple[Any, ...],
-                   kwargs: dict[str, Any]) -> bytes | PpyError:
+    async def _run(self, handle: CallHandle) -> bytes | PpyError:
         """Await the runner and settle the handle, whatever happens (cancellation included): the task
         of a call begun with ``then``, or the rest of :meth:`call`."""
         try:
+            fn = handle.fn
             if fn.streams:  # [stream hook] a generator, for a caller that did not ask for a stream
-                result = await self._collect(handle, fn, args, kwargs)
+                result = await self._collect(handle)
             else:
-                result = await self.runner.run(fn, args, kwargs, self._timeout(handle.call))
+                timeout = handle.call.timeout
+                result = await self.runner.run(fn, handle.args, handle.kwargs,
+                                               self.timeout if timeout is None else min(timeout, self.timeout))
         except (asyncio.CancelledError, GeneratorExit):  # the drain deadline passed: still one answer
             handle.settle(None, CallTimeout(CUT_OFF))
             raise
@@ -300,10 +303,11 @@ class Dispatcher:
         assert outcome is not None  # only this coroutine completes a handle it runs
         return outcome
 
-    async def _collect(self, handle: CallHandle, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def _collect(self, handle: CallHandle) -> Any:
         """[stream hook] A generator's items as one list (ppy.app.source.collect), bounded by --max-frame-bytes.
         The items arrive encoded: for the JSON encoder the list goes out as it is, no second encoding."""
-        body = await collect(self.runner.stream(fn, args, kwargs), self._timeout(handle.call), self.max_frame_bytes)
+        body = await collect(self.runner.stream(handle.fn, handle.args, handle.kwargs), self._timeout(handle.call),
+                             self.max_frame_bytes)
         if handle.encode is jsonvalue.encode:
             handle.encode = bytes
             return body

@@ -69,11 +69,10 @@ def open_stream(dispatcher: Dispatcher, call: Call, dialect: str, authed: bool) 
     fn = dispatcher.registry.functions.get(call.method)
     if fn is None or not fn.streams:
         return None
-    started = dispatcher._admit(call, dialect, authed, _as_is, None)  # the same checks as every call
-    assert not isinstance(started, bytes)  # not a built-in
-    handle, fn, args, kwargs = started
+    handle = dispatcher._admit(call, dialect, authed, _as_is, None)  # the same checks as every call
+    assert not isinstance(handle, bytes)  # not a built-in
     try:
-        source = dispatcher.runner.stream(fn, args, kwargs)
+        source = dispatcher.runner.stream(handle.fn, handle.args, handle.kwargs)
     except BaseException as exc:
         error = handle.settle(None, exc)
         if isinstance(error, PpyError):

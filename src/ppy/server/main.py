@@ -27,7 +27,7 @@ from ppy.config import Config
 from ppy.run import forksafe
 from ppy.server import handover as handover_mod
 from ppy.server.handover import HANDOVER_GRACE, HANDOVER_SIGNAL
-from ppy.server.limits import fit_open_files
+from ppy.server.openfiles import Acceptor, fit_open_files
 from ppy.server.state import SERVICE_TASK, ServerState, build_state
 from ppy.server.state import StartupError as StartupError  # re-exported: the CLI and supervisor catch it
 from ppy.server.state import default_app_dir as default_app_dir  # re-exported for ls, stubs, supervisor
@@ -37,6 +37,9 @@ from ppy.server.tls import connection_factory as tls_connection_factory
 from ppy.server.tls import load as load_tls
 
 log = logging.getLogger("ppy.server")
+
+OUT_OF_DESCRIPTORS = ("server is out of file descriptors (the open-files limit, ulimit -n); retry later, "
+                      "and tell its operator")
 
 #: Deep enough that a burst of one-shot legacy clients never waits for a SYN retry (nginx uses 511; we
 #: ask for more and let net.core.somaxconn cap it).
@@ -150,11 +153,13 @@ def bind_uds(path: str) -> socket.socket:
 
 async def start_listeners(state: ServerState, tls: Tls | None = None) -> list[Any]:
     config = state.config
-    loop = asyncio.get_running_loop()
     servers: list[Any] = []
 
     def factory() -> Connection:
         return Connection(state)
+
+    def refusing() -> Connection:
+        return Connection(state, refusal=OUT_OF_DESCRIPTORS)
 
     # Sockets from a --workers supervisor or systemd (LISTEN_FDS) are served; the others are bound here.
     passed = state.listen_sockets
@@ -164,12 +169,11 @@ async def start_listeners(state: ServerState, tls: Tls | None = None) -> list[An
     }
     if tls is not None and (config.tls_port or passed.get("tls")):  # the loop does the handshake
         for sock in passed.get("tls") or bind_tcp(config.host, config.tls_port, "--tls-port"):
-            servers.append(await loop.create_server(tls_connection_factory(state), sock=sock, backlog=BACKLOG,
-                                                    ssl=tls.listening, ssl_handshake_timeout=config.request_timeout))
-    for sock in sockets.get("tcp", []):
-        servers.append(await loop.create_server(factory, sock=sock, backlog=BACKLOG))
-    for sock in sockets.get("uds", []):
-        servers.append(await loop.create_unix_server(factory, sock=sock, backlog=BACKLOG))
+            servers.append(Acceptor(sock, tls_connection_factory(state), refusing, ssl=tls.listening,
+                                    handshake_timeout=config.request_timeout,
+                                    max_handshakes=config.max_connections))
+    for sock in [*sockets["tcp"], *sockets["uds"]]:
+        servers.append(Acceptor(sock, factory, refusing))
     if config.http_port or passed.get("http"):
         from ppy.server.http import app as http
 

@@ -63,7 +63,9 @@ class LegacyDecoder:
 
     def __init__(self, max_frame_bytes: int) -> None:
         self.max_frame_bytes = max_frame_bytes
-        self._buf = bytearray()
+        #: Every byte of the frame received so far, header included: empty exactly when nothing is
+        #: owed (a connection checks this attribute on every request instead of ``pending``).
+        self.buffer = bytearray()
         self._need: int | None = None  # payload size once the header is parsed
 
     @property
@@ -74,7 +76,7 @@ class LegacyDecoder:
         consumed header must still count: otherwise a client that sends just the
         11 header bytes would turn the deadline off.
         """
-        return len(self._buf) + (HEADER_SIZE if self._need is not None else 0)
+        return len(self.buffer)
 
     @property
     def ready(self) -> bool:
@@ -84,42 +86,43 @@ class LegacyDecoder:
     def feed(self, data: bytes, limit: int | None = None) -> list[bytes]:
         """Complete payloads in ``data`` (``limit`` is accepted for symmetry with the lines decoder:
         a legacy connection carries one call, so there is never more than one to hold back)."""
-        self._buf += data
+        buf = self.buffer
+        buf += data
         frames: list[bytes] = []
         while True:
             if self._need is None:
                 try:
-                    if len(self._buf) < HEADER_SIZE:
+                    if len(buf) < HEADER_SIZE:
                         # Fail early on a header that can never become valid.
-                        if self._buf and not _could_be_header(bytes(self._buf)):
+                        if buf and not _could_be_header(bytes(buf)):
                             raise ProtocolError(ParseError(
-                                f"bad legacy header {bytes(self._buf)!r}: expected 11 bytes like '39.00000000'"))
+                                f"bad legacy header {bytes(buf)!r}: expected 11 bytes like '39.00000000'"))
                         return frames
-                    self._need = parse_header(bytes(self._buf[:HEADER_SIZE]), self.max_frame_bytes)
+                    self._need = parse_header(bytes(buf[:HEADER_SIZE]), self.max_frame_bytes)
                 except ProtocolError:
                     if frames:  # deliver the good frames; the bad bytes stay and fail the next feed
                         return frames
                     raise
-                del self._buf[:HEADER_SIZE]
-            if len(self._buf) < self._need:
+            end = HEADER_SIZE + self._need
+            if len(buf) < end:
                 return frames
-            frames.append(bytes(self._buf[: self._need]))
-            del self._buf[: self._need]
+            frames.append(bytes(buf[HEADER_SIZE:end]))
+            del buf[:end]
             self._need = None
 
     def feed_eof(self) -> None:
         """The peer closed: a partial frame is an error, nothing is not."""
-        if self._need is None and self._buf:
+        if self._need is None and self.buffer:
             # A bad header that followed good frames in the same read is still
             # the error to report, whatever the read boundaries were.
             self.feed(b"")
         if self._need is not None:
             raise ProtocolError(InvalidRequest(
-                f"connection closed after {len(self._buf)} of the {self._need} payload bytes the header "
-                "announced; send the whole payload, its length counted in UTF-8 bytes"))
-        if self._buf:
+                f"connection closed after {len(self.buffer) - HEADER_SIZE} of the {self._need} payload bytes "
+                "the header announced; send the whole payload, its length counted in UTF-8 bytes"))
+        if self.buffer:
             raise ProtocolError(InvalidRequest(
-                f"connection closed after {len(self._buf)} bytes of an 11-byte legacy header; "
+                f"connection closed after {len(self.buffer)} bytes of an 11-byte legacy header; "
                 "send the whole frame"))
 
 

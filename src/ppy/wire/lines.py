@@ -32,28 +32,30 @@ class LineDecoder:
 
     def __init__(self, max_frame_bytes: int) -> None:
         self.max_frame_bytes = max_frame_bytes
-        self._buf = bytearray()
+        #: The bytes held (a partial line, or lines not decoded yet): empty exactly when ``pending`` is 0
+        #: and nothing is ``ready`` (a connection checks this attribute on every request).
+        self.buffer = bytearray()
         self._pos = 0  # start of the bytes not returned yet
-        self._scanned = 0  # bytes of _buf already known to hold no newline
+        self._scanned = 0  # bytes of the buffer already known to hold no newline
         self._error: InvalidRequest | None = None  # found after good lines; raised by the next call
 
     @property
     def pending(self) -> int:
         """Bytes held: of a line received without its newline yet (or found too long), or not decoded yet."""
-        return len(self._buf) - self._pos
+        return len(self.buffer) - self._pos
 
     @property
     def ready(self) -> bool:
         """Whether a complete line (or an error found after good lines) is held, waiting for ``feed``."""
-        return self._error is not None or self._buf.find(b"\n", max(self._pos, self._scanned)) >= 0
+        return self._error is not None or self.buffer.find(b"\n", max(self._pos, self._scanned)) >= 0
 
     def feed(self, data: bytes, limit: int | None = None) -> list[bytes]:
         if self._error is not None:
-            self._buf.clear()
+            self.buffer.clear()
             self._pos = self._scanned = 0
             error, self._error = self._error, None
             raise ProtocolError(error)
-        if not self._buf and data.endswith(b"\n") and data.count(b"\n") == 1:
+        if not self.buffer and data.endswith(b"\n") and data.count(b"\n") == 1:
             # The common case: one whole request in one read.
             line = data[:-2] if data.endswith(b"\r\n") else data[:-1]
             if len(line) > self.max_frame_bytes:
@@ -61,12 +63,12 @@ class LineDecoder:
             return [line] if line.strip() else []
         if data:
             if self._pos:
-                del self._buf[:self._pos]
+                del self.buffer[:self._pos]
                 self._scanned = max(0, self._scanned - self._pos)
                 self._pos = 0
-            self._buf += data
+            self.buffer += data
         lines: list[bytes] = []
-        buf = self._buf
+        buf = self.buffer
         start = self._pos
         while limit is None or len(lines) < limit:
             nl = buf.find(b"\n", max(start, self._scanned))
@@ -104,11 +106,11 @@ class LineDecoder:
         """A line is too long: return the complete lines before it, or raise now if there are none."""
         self._scanned = 0
         if lines:
-            del self._buf[:start]  # keep the bad bytes, so ``pending`` says an answer is owed
+            del self.buffer[:start]  # keep the bad bytes, so ``pending`` says an answer is owed
             self._pos = 0
             self._error = self._too_long()
             return lines
-        self._buf.clear()
+        self.buffer.clear()
         self._pos = 0
         raise ProtocolError(self._too_long())
 
@@ -121,8 +123,8 @@ class LineDecoder:
         cut off by a close.
         """
         error, self._error = self._error, None
-        rest = bytes(self._buf[self._pos:])
-        self._buf.clear()
+        rest = bytes(self.buffer[self._pos:])
+        self.buffer.clear()
         self._pos = self._scanned = 0
         if error is not None:
             raise ProtocolError(error)

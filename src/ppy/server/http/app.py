@@ -45,11 +45,10 @@ from ppy.server.observe import console
 from ppy.server.observe import shared as multiproc
 from ppy.server.observe.metrics import Metrics
 from ppy.server.observe.stats import Stats
+from ppy.server.openfiles import Acceptor
 from ppy.server.state import SERVICE_TASK, ServerState
 
 log = logging.getLogger("ppy.http")
-#: Same listen backlog as the TCP side (server/main.py).
-BACKLOG = 4096
 
 
 class Asgi:
@@ -218,7 +217,7 @@ class HttpServer:
     def __init__(self, state: ServerState, listener: Listener) -> None:
         self.state = state
         self.listeners = [listener]  # an HTTPS listener of the same app can be added
-        self.servers: list[asyncio.Server] = []
+        self.servers: list[Acceptor] = []
         self.sockets: list[socket.socket] = []
         self.app: Starlette | None = None
         self._stop = asyncio.Event()
@@ -254,19 +253,6 @@ class HttpServer:
                     conn.transport.abort()
 
 
-async def serve_socket(sock: socket.socket, listener: Listener, ssl: SSLContext | None = None,
-                       handshake_timeout: float | None = None) -> asyncio.Server:
-    """Serve ``listener.app`` over HTTP/1.1 on an already listening socket.  For HTTPS pass ``ssl``
-    (and build the listener with ``scheme="https"``); the listener's limits and drain apply alike.
-    ``handshake_timeout`` bounds the TLS handshake (the connection's own timers start only after it;
-    asyncio's default is 60 s), as ``--request-timeout`` does on ``--tls-port``."""
-    loop = asyncio.get_running_loop()
-    if ssl is None:
-        return await loop.create_server(listener.factory, sock=sock, backlog=BACKLOG)
-    return await loop.create_server(listener.factory, sock=sock, backlog=BACKLOG, ssl=ssl,
-                                    ssl_handshake_timeout=handshake_timeout)
-
-
 async def start(state: ServerState, bind_tcp: Callable[[str, int, str], list[socket.socket]], *,
                 sockets: list[socket.socket] | None = None, ssl: SSLContext | None = None,
                 app: Starlette | None = None) -> HttpServer:
@@ -293,7 +279,10 @@ async def start(state: ServerState, bind_tcp: Callable[[str, int, str], list[soc
     handle.sockets = sockets
     handle.app = app
     for sock in sockets:
-        handle.servers.append(await serve_socket(sock, listener, ssl, config.request_timeout))
+        # The TLS handshake is bounded by --request-timeout (asyncio's default is 60 s), as on --tls-port.
+        handle.servers.append(Acceptor(sock, listener.factory, listener.refusing, ssl=ssl,
+                                       handshake_timeout=config.request_timeout,
+                                       max_handshakes=config.max_connections, scheme=listener.scheme))
     if first:
         metrics.http_connections = lambda: len(listener.connections)
     return handle

@@ -19,9 +19,9 @@ log = logging.getLogger("ppy.http")
 STATUS = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in http.HTTPStatus}
 
 
-def error_response(status: int, message: str) -> bytes:
+def error_response(status: int, message: str, code: int = -32600) -> bytes:
     """A whole reply made by the connection itself (no app involved), closing the connection."""
-    body = b'{"error":{"code":-32600,"message":"%s"}}' % message.encode()
+    body = b'{"error":{"code":%d,"message":"%s"}}' % (code, message.encode())
     return (STATUS[status] + b"content-type: application/json\r\ncontent-length: %d\r\n"
             b"connection: close\r\n\r\n" % len(body) + body)
 

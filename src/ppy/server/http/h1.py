@@ -40,6 +40,7 @@ from urllib.parse import unquote
 import httptools
 from starlette.types import ASGIApp
 
+from ppy.errors import Overloaded
 from ppy.server.http.cycle import Request, error_response
 
 log = logging.getLogger("ppy.http")
@@ -79,6 +80,11 @@ class Listener:
     def factory(self) -> H1Connection:
         return H1Connection(self)
 
+    def refusing(self) -> H1Connection:
+        """A connection that answers 503 at once: the server is out of descriptors (ppy.server.openfiles)."""
+        return H1Connection(self, refusal="server is out of file descriptors (the open-files limit, ulimit -n); "
+                                          "retry shortly")
+
     def date(self) -> bytes:
         now = int(time.time())
         if now != self._date[0]:
@@ -103,8 +109,9 @@ class HeadTooLarge(Exception):
 class H1Connection(asyncio.Protocol):
     """One HTTP/1.1 connection (see the module docstring for what it bounds)."""
 
-    def __init__(self, listener: Listener) -> None:
+    def __init__(self, listener: Listener, refusal: str | None = None) -> None:
         self.listener = listener
+        self.refusal = refusal
         self.limits = listener.limits
         self.loop = asyncio.get_running_loop()
         self.parser = httptools.HttpRequestParser(self)
@@ -138,10 +145,10 @@ class H1Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
         self.sockname = transport.get_extra_info("sockname")
         self.peername = transport.get_extra_info("peername")
-        if len(self.listener.connections) >= self.limits.max_connections:
+        if self.refusal is not None or len(self.listener.connections) >= self.limits.max_connections:
             self.limits.on_trip("max_connections")
-            self.write(error_response(503, f"server has {self.limits.max_connections} HTTP connections open "
-                                        "(--max-connections); retry shortly"))
+            self.write(error_response(503, self.refusal or f"server has {self.limits.max_connections} HTTP "
+                                      "connections open (--max-connections); retry shortly", code=Overloaded.code))
             self.close()
             return
         self.listener.connections.add(self)

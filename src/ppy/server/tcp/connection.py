@@ -5,11 +5,11 @@ dialect handler (``tcp.lines``, ``tcp.legacy``; their view of us is ``tcp.dialec
 starts calls and queues their replies back here with :meth:`Connection.send`.
 
 Reading, handling and writing meet in :meth:`Connection._pump`, the one place
-where flow control lives (docs/limits.md):
+where flow control lives (docs/security.md, "Limits"):
 
 - the window (``--max-conn-inflight``): with that many calls running, the connection handles no
   further request and is not read until one finishes — TCP backpressure, never an error;
-- the output high-water mark (``HIGH_WATER``): while more replies wait than that, the connection
+- the output high-water mark (``HIGH_WATER`` in ``tcp.bounds``): while more replies wait than that, the connection
   is not read *and* the requests already read are not handled (their bytes stay undecoded), and
   streams produce no item (``writable``); all resume below ``LOW_WATER``;
 - ``--send-timeout``: replies that wait and make no progress for that long (the client stopped
@@ -28,6 +28,7 @@ from typing import cast
 from ppy.errors import InvalidRequest, Overloaded, ParseError, ProtocolError
 from ppy.server.state import ServerState
 from ppy.server.tcp.auth import MAX_WRONG_TOKENS, log_wrong_tokens
+from ppy.server.tcp.bounds import CHUNK_LINES, FLUSH_BYTES, HIGH_WATER, LOW_WATER, MAX_SNIFF_BYTES, TURN_BUDGET
 from ppy.server.tcp.dialect import Handler
 from ppy.server.tcp.legacy import LegacyHandler
 from ppy.server.tcp.lines import LinesHandler
@@ -37,20 +38,8 @@ from ppy.wire.sniff import Verdict, sniff
 
 log = logging.getLogger("ppy.server")
 
-#: Whitespace a client may send before its first request; past this it is not a client of ours.
-MAX_SNIFF_BYTES = 1024
 NOT_A_REQUEST = ParseError(
     "not a request: send a JSON-RPC 2.0 object per line, or a legacy 11-byte header frame")
-#: Replies waiting for a client (in the transport's buffer) past which its requests are neither
-#: read nor handled; handling resumes once they are down to LOW_WATER.
-HIGH_WATER = 1024 * 1024
-LOW_WATER = 256 * 1024
-#: Requests decoded at a time: the rest of a read stays as bytes in the decoder until handled.
-CHUNK_LINES = 64
-#: Requests one connection handles per loop turn: a client that sent thousands takes turns with the others.
-TURN_BUDGET = 32
-#: Replies of one loop turn queued past this many bytes are written at once (and may pause us).
-FLUSH_BYTES = 64 * 1024
 
 
 class Phase(enum.Enum):
@@ -69,8 +58,10 @@ _OPEN, _EOF = Phase.OPEN, Phase.EOF  # read on every request: one global lookup 
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self, state: ServerState) -> None:
+    def __init__(self, state: ServerState, refusal: str | None = None) -> None:
+        """``refusal``: answer every client "overloaded" with this reason (the server is out of descriptors)."""
         self.state = state
+        self.refusal = refusal
         self.config = state.config
         self.dispatcher = state.dispatcher
         self.loop = asyncio.get_running_loop()
@@ -103,7 +94,7 @@ class Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
         self.transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
         state = self.state
-        if state.open_connections >= self.config.max_connections or state.draining:
+        if self.refusal or state.open_connections >= self.config.max_connections or state.draining:
             # Answer in the client's own dialect once we know it, then close.
             self.phase = Phase.REFUSING
             state.refused += 1
@@ -189,16 +180,15 @@ class Connection(asyncio.Protocol):
             return
         self._pumping = True
         budget = TURN_BUDGET
-        handle = handler.handle
+        handle, decoder, lines = handler.handle, handler.decoder, self._lines
         try:
-            lines = self._lines
             while ((phase := self.phase) is _OPEN or phase is _EOF) and not self._output_blocked \
                     and self.calls < self.window:
                 if not lines:
-                    if not handler.decoder.ready:
+                    if not decoder.buffer or not decoder.ready:  # the attribute first: one request per read
                         break
                     try:
-                        lines.extend(handler.decoder.feed(b"", CHUNK_LINES))
+                        lines.extend(decoder.feed(b"", CHUNK_LINES))
                     except ProtocolError as exc:
                         self._protocol_error(exc)
                         break
@@ -213,17 +203,22 @@ class Connection(asyncio.Protocol):
                     break
         finally:
             self._pumping = False
-        self._flush()
-        if self.phase is Phase.EOF and not self._lines and not handler.decoder.ready:
+        if self._out:
+            self._flush()
+        held = bool(lines) or (bool(decoder.buffer) and decoder.ready)
+        if self.phase is _EOF and not held:
             self.phase = Phase.FINISHING
             try:
-                handler.decoder.feed_eof()
+                decoder.feed_eof()
             except ProtocolError as exc:
                 self._protocol_error(exc)
-        self._set_reading(self.phase is Phase.OPEN and not self._output_blocked and self.calls < self.window
-                          and not self._lines and not handler.decoder.ready)
-        self._track_partial()
-        self._maybe_close()
+        reading = self.phase is _OPEN and not self._output_blocked and self.calls < self.window and not held
+        if reading is not self._reading:
+            self._set_reading(reading)
+        if decoder.buffer or self._deadline is not None:
+            self._track_partial()
+        if not self.calls:
+            self._maybe_close()
 
     def finished(self, weight: int, reply: bytes | None) -> None:
         """``weight`` calls of this connection ended; ``reply`` (framed) is what they answer, if anything."""
@@ -242,7 +237,7 @@ class Connection(asyncio.Protocol):
         if (not self._reading or self._lines) and ((phase := self.phase) is _OPEN or phase is _EOF):
             self._pump()  # the window may have opened
         elif not calls:
-            self._maybe_close()
+            self._maybe_close()  # or restart the idle clock
 
     def send(self, frame: bytes) -> None:
         """Queue a framed reply: the replies of one loop turn leave in one write (one send() for 16
@@ -288,9 +283,9 @@ class Connection(asyncio.Protocol):
             return False
         self.handler = LegacyHandler(self) if verdict is Verdict.LEGACY else LinesHandler(self)
         if self.phase is Phase.REFUSING:
-            self._write(self.handler.error_frame(Overloaded(
+            self._write(self.handler.error_frame(Overloaded(self.refusal or (
                 f"server has {self.config.max_connections} connections open (--max-connections) "
-                "or is shutting down; retry later")))
+                "or is shutting down; retry later"))))
             self._close()
             return False
         self.dialect = Dialect.LEGACY if verdict is Verdict.LEGACY else Dialect.LINES
@@ -336,7 +331,7 @@ class Connection(asyncio.Protocol):
             partial = bool(self.prefix)
         else:
             decoder = self.handler.decoder
-            partial = bool(decoder.pending) and not self._lines and not decoder.ready
+            partial = bool(decoder.buffer) and not self._lines and not decoder.ready
         if partial and self.phase in (Phase.SNIFFING, Phase.REFUSING, Phase.OPEN):
             if self._idle is not None:
                 self._idle.cancel()
@@ -415,23 +410,27 @@ class Connection(asyncio.Protocol):
 
     def _owes_input(self) -> bool:
         """A request is partly received, or read and not handled yet."""
-        if self.handler is None:
-            return bool(self.prefix)
-        return bool(self._lines) or bool(self.handler.decoder.pending)
+        handler = self.handler
+        return bool(self.prefix) if handler is None else bool(self._lines or handler.decoder.buffer)
 
     @property
     def held(self) -> bool:
         """Complete requests were read and wait to be handled (flow control holds them back)."""
-        return bool(self._lines) or (self.handler is not None and self.handler.decoder.ready)
+        decoder = self.handler.decoder if self.handler is not None else None
+        return bool(self._lines) or (decoder is not None and bool(decoder.buffer) and decoder.ready)
 
     def _maybe_close(self, draining: bool = False) -> None:
-        if self.calls or self.phase is Phase.CLOSING or self.phase is Phase.CLOSED:
+        """Nothing is running: close if the connection is done, else restart its idle clock."""
+        phase = self.phase
+        if self.calls or phase is Phase.CLOSING or phase is Phase.CLOSED:
             return
         owed = self._owes_input()
-        if self.phase is Phase.FINISHING or ((draining or self.state.draining) and not owed):
+        if phase is Phase.FINISHING or ((draining or self.state.draining) and not owed):
             self._close()
-        elif not owed:
-            self._arm_idle()
+        elif not owed:  # _arm_idle, inlined (once per call)
+            self._idle_from = self.loop.time()
+            if self._idle is None:
+                self._idle = self.loop.call_at(self._idle_from + self.config.idle_timeout, self._idle_fired)
 
     def _close(self) -> None:
         if self.phase is Phase.CLOSED:

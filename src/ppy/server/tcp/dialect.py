@@ -15,6 +15,9 @@ from ppy.server.state import ServerState
 
 
 class Decoder(Protocol):
+    #: The bytes held: empty exactly when nothing is ``pending`` or ``ready`` (the per-request check).
+    buffer: bytearray
+
     @property
     def pending(self) -> int: ...
 

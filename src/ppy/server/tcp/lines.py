@@ -17,6 +17,7 @@ SHUTTING_DOWN = ("server is shutting down and takes no new requests; "
 DIALECT = Dialect.LINES
 #: The notification a draining process sends on every lines connection when it hands over.
 GOAWAY = b'{"jsonrpc":"2.0","method":"rpc.goaway"}'
+_ENCODE = jsonvalue.encode
 
 
 class LinesHandler:
@@ -29,6 +30,7 @@ class LinesHandler:
         self.decoder = LineDecoder(config.max_frame_bytes)
         self._told_goaway = False
         self.streams = LineStreams(conn)  # [stream hook] "stream": true calls and rpc.cancel
+        self._then = self._settled  # one bound method for all calls, not one per call
 
     def error_frame(self, error: PpyError) -> bytes:
         return jsonrpc.encode_error(None, error) + b"\n"
@@ -64,7 +66,7 @@ class LinesHandler:
         if (item.stream or item.method == "rpc.cancel") and self.streams.handle(item):  # [stream hook]
             return True
         try:
-            started = self.dispatcher.begin(item, DIALECT, conn.authed, jsonvalue.encode, self._settled)
+            started = self.dispatcher.begin(item, DIALECT, conn.authed, _ENCODE, self._then)
         except PpyError as exc:
             if isinstance(exc, Unauthorized) and item.method == "rpc.auth":
                 conn.wrong_token()
