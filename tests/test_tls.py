@@ -383,6 +383,15 @@ def test_mtls_client_subject_appears_in_logs(mtls: TlsServer, pki: Pki) -> None:
         sock.sendall(b"99999999.00")  # a legacy frame over --max-frame-bytes: a logged protocol error
         sock.recv(65536)
     wait_for(lambda: "CN=worker-7.example" in mtls.output(), "the client certificate's subject in the log")
+    assert re.search(r"TLS client [^\n]*CN=worker-7\.example connected to --tls-port from \('127\.0\.0\.1', \d+\)",
+                     mtls.output()), mtls.output()
+    assert re.search(r"protocol error from \('127\.0\.0\.1', \d+\) \(client certificate [^\n]*CN=worker-7\.example\)",
+                     mtls.output()), mtls.output()
+    with ppy.Client(f"https://127.0.0.1:{mtls.https_port}", ca=pki.ca, cert=pki.client) as c:
+        assert c.call("h.hello") == "hello, world."
+    wait_for(lambda: re.search(r"TLS client [^\n]*CN=worker-7\.example connected to --https-port from "
+                               r"\('127\.0\.0\.1', \d+\)", mtls.output()) is not None,
+             "the HTTPS client certificate's subject in the log")
 
 
 def test_failed_handshakes_are_logged_with_their_reason(mtls: TlsServer, pki: Pki) -> None:

@@ -32,8 +32,8 @@ from ppy.server.state import SERVICE_TASK, ServerState, build_state
 from ppy.server.state import StartupError as StartupError  # re-exported: the CLI and supervisor catch it
 from ppy.server.state import default_app_dir as default_app_dir  # re-exported for ls, stubs, supervisor
 from ppy.server.tcp.connection import Connection
+from ppy.server.tcp.tls import connection_factory as tls_connection_factory
 from ppy.server.tls import Tls, TlsConfigError, reload_tls
-from ppy.server.tls import connection_factory as tls_connection_factory
 from ppy.server.tls import load as load_tls
 
 log = logging.getLogger("ppy.server")

@@ -27,8 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from ppy.config import Config
-from ppy.server.state import ServerState
-from ppy.server.tcp.connection import Connection
 
 log = logging.getLogger("ppy.tls")
 
@@ -147,7 +145,8 @@ def reload_tls(tls: Tls | None) -> None:
 
 
 def peer_subject(transport: Any) -> str | None:
-    """The client certificate's subject as ``CN=...,O=...`` (mutual TLS), or None."""
+    """The client certificate's subject as ``CN=...,O=...`` (mutual TLS), or None: what the TCP and
+    HTTPS front ends name a client by in their logs, beside its address."""
     ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
     cert = ssl_object.getpeercert() if ssl_object is not None else None
     if not cert:
@@ -157,33 +156,3 @@ def peer_subject(transport: Any) -> str | None:
 
 _SHORT = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU", "countryName": "C",
           "localityName": "L", "stateOrProvinceName": "ST", "emailAddress": "emailAddress"}
-
-
-class TlsConnection(Connection):
-    """A TCP connection on ``--tls-port``: the same protocol, with the client's certificate in its logs."""
-
-    def connection_made(self, transport: Any) -> None:
-        self.subject = peer_subject(transport)
-        if self.subject is not None:
-            log.debug("TLS client %s connected from %s", self.subject, transport.get_extra_info("peername"))
-        super().connection_made(transport)
-
-    def eof_received(self) -> bool | None:
-        # TLS has no half-close: the transport closes after a close_notify whatever we return, and
-        # returning True only makes the event loop log a warning per connection.
-        super().eof_received()
-        return None
-
-    def _peer(self) -> str:
-        peer = super()._peer()
-        subject = getattr(self, "subject", None)
-        return f"{peer} (client certificate {subject})" if subject else peer
-
-
-def connection_factory(state: ServerState) -> Any:
-    """The protocol factory for ``--tls-port`` listeners."""
-
-    def factory() -> TlsConnection:
-        return TlsConnection(state)
-
-    return factory

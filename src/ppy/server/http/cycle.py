@@ -99,14 +99,22 @@ class Request:
             await app(self.scope, self.receive, self.send)
         except BaseException as exc:
             if not isinstance(exc, asyncio.CancelledError):
-                log.exception("HTTP app failed on %s %s", self.scope["method"], self.scope["path"])
+                log.exception("HTTP app failed on %s %s from %s", self.scope["method"], self.scope["path"], self.client)
             self._abandon()
             if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
                 raise
             return
         if not self.done and not self.gone:
-            log.error("HTTP app returned without a complete reply on %s %s", self.scope["method"], self.scope["path"])
+            log.error("HTTP app returned without a complete reply on %s %s from %s", self.scope["method"],
+                      self.scope["path"], self.client)
             self._abandon()
+
+    @property
+    def client(self) -> str:
+        """Who sent the request, for logs: its address, and its certificate's subject under mutual TLS."""
+        subject = self.scope["extensions"].get("ppy.client_cert_subject")
+        peer = str(self.scope["client"])
+        return f"{peer} (client certificate {subject})" if subject else peer
 
     def _abandon(self) -> None:
         if not self.started:

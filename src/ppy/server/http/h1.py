@@ -42,6 +42,7 @@ from starlette.types import ASGIApp
 
 from ppy.errors import Overloaded
 from ppy.server.http.cycle import Request, error_response
+from ppy.server.tls import peer_subject
 
 log = logging.getLogger("ppy.http")
 
@@ -118,6 +119,7 @@ class H1Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.sockname: Any = None
         self.peername: Any = None
+        self.subject: str | None = None  # the client certificate's subject (HTTPS with --tls-client-ca)
         self.request: Request | None = None
         self.task: asyncio.Task[None] | None = None
         self.phase = HEAD
@@ -145,6 +147,10 @@ class H1Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
         self.sockname = transport.get_extra_info("sockname")
         self.peername = transport.get_extra_info("peername")
+        if self.listener.scheme == "https":
+            self.subject = peer_subject(transport)
+            if self.subject is not None:
+                log.info("TLS client %s connected to --https-port from %s", self.subject, self.peername)
         if self.refusal is not None or len(self.listener.connections) >= self.limits.max_connections:
             self.limits.on_trip("max_connections")
             self.write(error_response(503, self.refusal or f"server has {self.limits.max_connections} HTTP "
@@ -188,9 +194,15 @@ class H1Connection(asyncio.Protocol):
     def _send_expired(self) -> None:
         self.send_timer = None
         if self.transport is not None and not self.transport.is_closing():
-            log.info("HTTP client read none of its reply in %g s; connection dropped", self.limits.send_timeout)
+            log.info("HTTP client %s read none of its reply in %g s; connection dropped", self.who,
+                     self.limits.send_timeout)
             self.closing = True
             self.transport.abort()
+
+    @property
+    def who(self) -> str:
+        """The client as logs name it: its address, and its certificate's subject under mutual TLS."""
+        return f"{self.peername} (client certificate {self.subject})" if self.subject else str(self.peername)
 
     def data_received(self, data: bytes) -> None:
         if self.timed == "idle":
@@ -269,6 +281,8 @@ class H1Connection(asyncio.Protocol):
             "query_string": query.partition(b"#")[0], "headers": self.headers,
             "extensions": {"ppy.request_deadline": self.due},
         }
+        if self.subject is not None:
+            scope["extensions"]["ppy.client_cert_subject"] = self.subject
         expect = False
         length = -1
         chunked = False
