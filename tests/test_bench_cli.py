@@ -87,3 +87,37 @@ def test_bench_bad_options_are_refused(args: list[str], message: str) -> None:
     out = bench("h.hello", *args)
     assert out.returncode == 2
     assert message in out.stderr
+
+
+def _scripted_server(replies: list[bytes]) -> tuple[int, Any]:
+    """A loopback server that answers the first request line with ``replies`` (then closes)."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            buf = b""
+            while b"\n" not in buf:
+                buf += conn.recv(4096)
+            conn.sendall(b"".join(replies))
+        listener.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], thread
+
+
+def test_bench_skips_server_notifications_and_fails_calls_cut_by_a_close() -> None:
+    """An rpc.goaway notification is no reply (it must not be matched to a call); a close with calls in
+    flight fails them as "connection closed by the server" instead of hanging the run."""
+    port, thread = _scripted_server([b'{"jsonrpc":"2.0","method":"rpc.goaway"}\n',
+                                     b'{"jsonrpc":"2.0","id":1,"result":"ok"}\n'])
+    out = bench("h.hello", "--url", f"tcp://127.0.0.1:{port}", "--duration", "0.5", "--connections", "1",
+                "--pipeline", "3", "--json")
+    thread.join(5)
+    r = json.loads(out.stdout)
+    assert (r["calls"], r["errors"]) == (4, 3), r  # 1 answered (and replaced), then 3 in flight cut
+    assert r["first_error"] == "connection closed by the server", r

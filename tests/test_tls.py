@@ -178,6 +178,25 @@ def test_legacy_dialect_over_tls(server: TlsServer, pki: Pki) -> None:
     assert json.loads(data[11:]) == {"error": "", "data": "hello, world."}
 
 
+def test_replies_larger_than_the_decryption_buffer_and_many_per_read(server: TlsServer, pki: Pki) -> None:
+    """The TLS front ends decrypt into one shared 256 KiB buffer and copy each read out: a request
+    larger than it, and 300 pipelined requests in one write, arrive whole and in order."""
+    big = "x" * (600 * 1024)
+    with tls_socket(server.tls_port, client_context(pki.ca)) as sock:
+        sock.sendall(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "h.echo", "params": [big]}).encode() + b"\n")
+        assert json.loads(read_line(sock)) == {"jsonrpc": "2.0", "id": 1, "result": big}
+        sock.sendall(b"".join(json.dumps({"jsonrpc": "2.0", "id": i, "method": "h.echo", "params": [f"v{i}"]})
+                              .encode() + b"\n" for i in range(300)))
+        data = b""
+        while data.count(b"\n") < 300:
+            chunk = sock.recv(65536)
+            assert chunk, data[-200:]
+            data += chunk
+    assert [json.loads(line)["result"] for line in data.splitlines()] == [f"v{i}" for i in range(300)]
+    with ppy.Client(f"https://127.0.0.1:{server.https_port}", ca=pki.ca) as c:
+        assert c.call("h.echo", big) == big
+
+
 def test_plaintext_port_unchanged_next_to_tls(server: TlsServer) -> None:
     with ppy.Client(server.url) as c:
         assert c.call("h.hello") == "hello, world."

@@ -8,9 +8,10 @@ times every call from sending its request to reading its reply.  A live
 progress display shows calls/s while it runs; the end prints calls/s, errors
 and p50/p90/p99/max latency (``--json`` prints the same as one JSON object).
 
-This generator is plain asyncio, so it shares a core with Python's own
-overhead: on one machine it measures what a Python client sees, not the
-server's ceiling — ``make bench`` uses a C load generator for that.
+This generator is Python (asyncio; the lines dialect as a buffered protocol
+with no task per call), so it shares a core with Python's own overhead: on
+one machine it measures what a Python client sees, not the server's
+ceiling — ``make bench`` uses a C load generator for that.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import asyncio
 import json
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -70,6 +72,14 @@ def summary(stats: Stats, seconds: float) -> dict[str, Any]:
     return {"calls": stats.calls, "errors": stats.errors, "seconds": round(seconds, 3),
             "calls_per_s": round(stats.calls / seconds, 1) if seconds > 0 else 0.0, **ms,
             "max_ms": round(lat[-1] * 1000, 3) if lat else 0.0, "first_error": stats.first_error}
+
+
+def _is_notification(line: bytes) -> bool:
+    try:
+        doc = msgspec.json.decode(line)
+    except msgspec.DecodeError:
+        return False
+    return isinstance(doc, dict) and "method" in doc and "id" not in doc
 
 
 def _reply_error(body: bytes) -> str | None:
@@ -128,6 +138,9 @@ class Bench:
             while time.perf_counter() < self.stop_at:
                 await self._legacy_call()
             return
+        if self.args.dialect == Dialect.LINES:
+            await self._lines_connection()
+            return
         reader, writer = await self._open()
         try:
             sent: list[float] = []
@@ -150,6 +163,22 @@ class Bench:
                     sent.append(time.perf_counter())
         finally:
             writer.close()
+
+    async def _lines_connection(self) -> None:
+        """One lines connection as a protocol: no task or future per call, so the generator's own cost
+        stays small next to the server's (and over TLS it decrypts into one reused buffer)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        transport, load = await loop.create_connection(lambda: _LinesLoad(self, done), self.host, self.port,
+                                                       ssl=self.ssl, server_hostname=self.host if self.ssl else None)
+        try:
+            while not done.done():
+                await asyncio.wait([done], timeout=1.0)
+                if load.sent and time.perf_counter() - load.sent[0] > CALL_TIMEOUT:
+                    raise TimeoutError(f"no reply within {CALL_TIMEOUT:g} s")
+            done.result()
+        finally:
+            transport.close()
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self.ssl is None:
@@ -188,6 +217,69 @@ class Bench:
             self.stats.ok(time.perf_counter() - began)
         else:
             self.stats.fail(time.perf_counter() - began, str(doc.get("error")))
+
+
+#: Where a lines connection's replies are read into (decrypted, over TLS), shared: each connection
+#: copies its bytes out before the loop reads for another.
+_READ = memoryview(bytearray(256 * 1024))
+
+
+class _LinesLoad(asyncio.BufferedProtocol):
+    """Keeps ``--pipeline`` lines calls in flight on one connection until the run's end; resolves
+    ``done`` when its last reply arrived (or the connection was lost)."""
+
+    def __init__(self, bench: Bench, done: asyncio.Future[None]) -> None:
+        self.bench, self.done = bench, done
+        self.transport: asyncio.Transport | None = None
+        self.sent: deque[float] = deque()  # send times of the calls in flight, oldest first
+        self.pending = b""  # the start of a reply line not received whole yet
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
+        request = self.bench.request
+        now = time.perf_counter()
+        for _ in range(self.bench.args.pipeline):
+            self.sent.append(now)
+        transport.write(request * self.bench.args.pipeline)  # type: ignore[attr-defined]
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _READ
+
+    def buffer_updated(self, nbytes: int) -> None:
+        data = self.pending + bytes(_READ[:nbytes])
+        *lines, self.pending = data.split(b"\n")
+        if not lines:
+            return
+        stats, bench, sent = self.bench.stats, self.bench, self.sent
+        now = time.perf_counter()
+        more = 0
+        for line in lines:
+            if not sent or (b'"method"' in line and _is_notification(line)):  # rpc.goaway: answers nothing
+                continue
+            began = sent.popleft()
+            why = _reply_error(line)
+            if why is None:
+                stats.ok(now - began)
+            else:
+                stats.fail(now - began, why)
+            if now < bench.stop_at:
+                more += 1
+                sent.append(now)
+        if more:
+            assert self.transport is not None
+            self.transport.write(bench.request * more)
+        elif not sent and not self.done.done():
+            self.done.set_result(None)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        now = time.perf_counter()
+        while self.sent:
+            self.bench.stats.fail(now - self.sent.popleft(), "connection closed by the server")
+        if not self.done.done():
+            self.done.set_result(None)
 
 
 def target(args: argparse.Namespace) -> tuple[str, int, str]:

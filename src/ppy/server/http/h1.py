@@ -42,7 +42,7 @@ from starlette.types import ASGIApp
 
 from ppy.errors import Overloaded
 from ppy.server.http.cycle import Request, error_response
-from ppy.server.tls import peer_subject
+from ppy.server.tls import DecryptsInPlace, peer_subject
 
 log = logging.getLogger("ppy.http")
 
@@ -79,7 +79,7 @@ class Listener:
         self._date = (0, b"")
 
     def factory(self) -> H1Connection:
-        return H1Connection(self)
+        return TlsH1Connection(self) if self.scheme == "https" else H1Connection(self)
 
     def refusing(self) -> H1Connection:
         """A connection that answers 503 at once: the server is out of descriptors (ppy.server.openfiles)."""
@@ -107,7 +107,7 @@ class HeadTooLarge(Exception):
     pass
 
 
-class H1Connection(asyncio.Protocol):
+class H1Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.DecryptsInPlace
     """One HTTP/1.1 connection (see the module docstring for what it bounds)."""
 
     def __init__(self, listener: Listener, refusal: str | None = None) -> None:
@@ -416,3 +416,7 @@ class H1Connection(asyncio.Protocol):
         else:
             self._refuse(408, f"request not received within {self.limits.request_timeout:g} s "
                               "(--request-timeout); send it in one go")
+
+
+class TlsH1Connection(H1Connection, DecryptsInPlace):
+    """An HTTPS connection: the event loop decrypts into one shared buffer (see DecryptsInPlace)."""

@@ -57,7 +57,7 @@ class Phase(enum.Enum):
 _OPEN, _EOF = Phase.OPEN, Phase.EOF  # read on every request: one global lookup each
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.DecryptsInPlace
     def __init__(self, state: ServerState, refusal: str | None = None) -> None:
         """``refusal``: answer every client "overloaded" with this reason (the server is out of descriptors)."""
         self.state = state

@@ -7,12 +7,12 @@ from typing import Any
 
 from ppy.server.state import ServerState
 from ppy.server.tcp.connection import Connection
-from ppy.server.tls import peer_subject
+from ppy.server.tls import DecryptsInPlace, peer_subject
 
 log = logging.getLogger("ppy.tls")
 
 
-class TlsConnection(Connection):
+class TlsConnection(Connection, DecryptsInPlace):
     """A TCP connection on ``--tls-port``: the same protocol, with the client's certificate in its logs."""
 
     subject: str | None = None
@@ -20,7 +20,8 @@ class TlsConnection(Connection):
     def connection_made(self, transport: Any) -> None:
         self.subject = peer_subject(transport)
         if self.subject is not None:
-            log.info("TLS client %s connected to --tls-port from %s", self.subject, transport.get_extra_info("peername"))
+            log.info("TLS client %s connected to --tls-port from %s", self.subject,
+                     transport.get_extra_info("peername"))
         super().connection_made(transport)
 
     def eof_received(self) -> bool | None:
