@@ -51,13 +51,17 @@ class ServerState:
     #: Listeners bound by the ``--workers`` supervisor and shared by its children, by kind
     #: ("tcp", "uds", "http"); empty when this process binds its own.
     listen_sockets: dict[str, list[socket.socket]] = field(default_factory=dict)
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.dispatcher.spawn = self.spawn  # call tasks are tracked, so the drain can wait for them
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Start a call task the drain will wait for."""
-        task = asyncio.get_running_loop().create_task(coro)
+        loop = self._loop
+        if loop is None:  # asyncio.get_running_loop() costs a getpid() system call on 3.11: once per process
+            loop = self._loop = asyncio.get_running_loop()
+        task = loop.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
