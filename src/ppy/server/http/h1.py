@@ -204,6 +204,9 @@ class H1Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decry
         """The client as logs name it: its address, and its certificate's subject under mutual TLS."""
         return f"{self.peername} (client certificate {self.subject})" if self.subject else str(self.peername)
 
+    def eof_received(self) -> bool | None:
+        return None  # the client closed its side: the transport closes (a half-closed HTTP client gets no reply)
+
     def data_received(self, data: bytes) -> None:
         if self.timed == "idle":
             self._deadline("request", self.limits.request_timeout)
