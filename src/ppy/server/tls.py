@@ -156,6 +156,11 @@ def peer_subject(transport: Any) -> str | None:
     return ",".join(f"{_SHORT.get(k, k)}={v}" for rdn in cert.get("subject", ()) for k, v in rdn)
 
 
+def client_name(peer: object, subject: str | None) -> str:
+    """A client as log lines name it: its address, and its certificate's subject under mutual TLS."""
+    return f"{peer} (client certificate {subject})" if subject else str(peer)
+
+
 _SHORT = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU", "countryName": "C",
           "localityName": "L", "stateOrProvinceName": "ST", "emailAddress": "emailAddress"}
 

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 from starlette.types import ASGIApp, Message
 
+from ppy.server.tls import client_name
+
 log = logging.getLogger("ppy.http")
 STATUS = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in http.HTTPStatus}
 
@@ -111,10 +113,8 @@ class Request:
 
     @property
     def client(self) -> str:
-        """Who sent the request, for logs: its address, and its certificate's subject under mutual TLS."""
-        subject = self.scope["extensions"].get("ppy.client_cert_subject")
-        peer = str(self.scope["client"])
-        return f"{peer} (client certificate {subject})" if subject else peer
+        """Who sent the request, for logs."""
+        return client_name(self.scope["client"], self.scope["extensions"].get("ppy.client_cert_subject"))
 
     def _abandon(self) -> None:
         if not self.started:

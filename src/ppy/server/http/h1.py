@@ -42,7 +42,7 @@ from starlette.types import ASGIApp
 
 from ppy.errors import Overloaded
 from ppy.server.http.cycle import Request, error_response
-from ppy.server.tls import DecryptsInPlace, peer_subject
+from ppy.server.tls import DecryptsInPlace, client_name, peer_subject
 
 log = logging.getLogger("ppy.http")
 
@@ -194,15 +194,10 @@ class H1Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decry
     def _send_expired(self) -> None:
         self.send_timer = None
         if self.transport is not None and not self.transport.is_closing():
-            log.info("HTTP client %s read none of its reply in %g s; connection dropped", self.who,
-                     self.limits.send_timeout)
+            log.info("HTTP client %s read none of its reply in %g s; connection dropped",
+                     client_name(self.peername, self.subject), self.limits.send_timeout)
             self.closing = True
             self.transport.abort()
-
-    @property
-    def who(self) -> str:
-        """The client as logs name it: its address, and its certificate's subject under mutual TLS."""
-        return f"{self.peername} (client certificate {self.subject})" if self.subject else str(self.peername)
 
     def eof_received(self) -> bool | None:
         return None  # the client closed its side: the transport closes (a half-closed HTTP client gets no reply)

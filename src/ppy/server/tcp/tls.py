@@ -7,7 +7,7 @@ from typing import Any
 
 from ppy.server.state import ServerState
 from ppy.server.tcp.connection import Connection
-from ppy.server.tls import DecryptsInPlace, peer_subject
+from ppy.server.tls import DecryptsInPlace, client_name, peer_subject
 
 log = logging.getLogger("ppy.tls")
 
@@ -31,8 +31,7 @@ class TlsConnection(Connection, DecryptsInPlace):
         return None
 
     def _peer(self) -> str:
-        peer = super()._peer()
-        return f"{peer} (client certificate {self.subject})" if self.subject else peer
+        return client_name(super()._peer(), self.subject)
 
 
 def connection_factory(state: ServerState) -> Any:
