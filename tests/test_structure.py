@@ -12,6 +12,7 @@ tests/test_layering.py):
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,33 +54,28 @@ def text_files(root: Path = ROOT) -> list[Path]:
     return found
 
 
-def citations(root: Path = ROOT) -> list[str]:
-    """``path:line: text`` for every line that cites a document the repository does not hold."""
-    found = []
+def text_lines(root: Path = ROOT) -> Iterator[tuple[Path, int, str]]:
+    """(path, line number, line) for every line of every text file scanned (images etc. skipped)."""
     for path in text_files(root):
         try:
             text = path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError):
             continue  # images, compiled files
         for number, line in enumerate(text.splitlines(), 1):
-            if CITATION.search(line):
-                found.append(f"{path.relative_to(root)}:{number}: {line.strip()[:100]}")
-    return found
+            yield path, number, line
+
+
+def citations(root: Path = ROOT) -> list[str]:
+    """``path:line: text`` for every line that cites a document the repository does not hold."""
+    return [f"{path.relative_to(root)}:{number}: {line.strip()[:100]}"
+            for path, number, line in text_lines(root) if CITATION.search(line)]
 
 
 def missing_docs(root: Path = ROOT) -> list[str]:
     """``path:line: page`` for every page of docs/ named in a text that the repository lacks."""
-    found = []
-    for path in text_files(root):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue
-        for number, line in enumerate(text.splitlines(), 1):
-            for name in DOC_LINK.findall(line):
-                if not (root / name).is_file():
-                    found.append(f"{path.relative_to(root)}:{number}: {name}")
-    return found
+    return [f"{path.relative_to(root)}:{number}: {name}"
+            for path, number, line in text_lines(root) for name in DOC_LINK.findall(line)
+            if not (root / name).is_file()]
 
 
 def server_modules(pkg: Path = PKG) -> list[str]:

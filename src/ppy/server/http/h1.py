@@ -1,6 +1,6 @@
 """HTTP/1.1 connections for ``ppy serve``: httptools parsing, one request at a time, every wait bounded.
 
-An :class:`asyncio.Protocol` that runs any ASGI app (the Starlette app of
+An asyncio protocol that runs any ASGI app (the Starlette app of
 :mod:`ppy.server.http.app`), owning the limits an ASGI server leaves open:
 
 * **Head size** — request line + headers at most :data:`MAX_HEAD` bytes and
@@ -141,7 +141,7 @@ class H1Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decry
         self.due = 0.0
         self.timed = ""  # what the deadline guards: "idle", "request", or "" (a reply is being made)
 
-    # -- asyncio.Protocol ------------------------------------------------------------
+    # -- the asyncio protocol ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
