@@ -37,6 +37,7 @@ from ppy import config as cfg
 from ppy.app import openapi as openapi_doc
 from ppy.errors import MethodNotFound, PpyError
 from ppy.server.http.calls import HttpCalls
+from ppy.server.http.direct import DirectRpc
 from ppy.server.http.edge import HostGuard, HostRule, Refusal, error_body, reply, require_token
 from ppy.server.http.gzip import Gzip
 from ppy.server.http.h1 import Limits, Listener
@@ -175,6 +176,7 @@ def create_app(app_dir: str | Path | None = None, *, state: ServerState | None =
     state.dispatcher.observers += [metrics.observer, stats.observe]
     calls = HttpCalls(state, metrics)
     routes = Routes(state, metrics, stats)
+    hosts = HostRule(state.config.host, state.config.allowed_hosts)
     app = Starlette(
         routes=[
             # Every method reaches the call routes: they answer OPTIONS (CORS) and refuse the others,
@@ -191,12 +193,13 @@ def create_app(app_dir: str | Path | None = None, *, state: ServerState | None =
             Route("/console/stats.json", Asgi(routes.stats_json), methods=["GET"]),
         ],
         middleware=[Middleware(Gzip),  # outermost: the /rpc short cut in HostGuard gets it too
-                    Middleware(HostGuard, rule=HostRule(state.config.host, state.config.allowed_hosts),
+                    Middleware(HostGuard, rule=hosts,
                                rpc=calls.rpc, refuse_rpc=calls.refuse_rpc)],
         exception_handlers={404: _not_found, 405: _not_found},
     )
     app.state.ppy = state
     app.state.metrics = metrics
+    app.state.direct = DirectRpc(calls, hosts)  # POST /rpc below ASGI, in ppy's own HTTP server
     return app
 
 
@@ -273,7 +276,7 @@ async def start(state: ServerState, bind_tcp: Callable[[str, int, str], list[soc
     limits = Limits(idle_timeout=config.idle_timeout, request_timeout=config.request_timeout,
                     max_connections=config.max_connections, on_trip=metrics.trip,
                     send_timeout=config.send_timeout)
-    listener = Listener(app, limits, scheme="https" if ssl is not None else "http")
+    listener = Listener(app, limits, scheme="https" if ssl is not None else "http", shortcut=app.state.direct)
     handle = HttpServer(state, listener)
     handle.task.set_name(SERVICE_TASK)  # the drain waits for it, but does not count it as a call
     handle.sockets = sockets

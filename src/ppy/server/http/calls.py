@@ -119,11 +119,11 @@ class HttpCalls:
         items, batch = jsonrpc.parse(body, max_depth=config.max_depth, max_batch=config.max_batch)
         with tracked(self.state):
             if batch:
-                replies = await asyncio.gather(*(self._rpc_item(item) for item in items))
+                replies = await asyncio.gather(*(self.rpc_item(item) for item in items))
                 out = [r for r in replies if r is not None]
                 answer = jsonrpc.encode_batch(out) if out else None
             else:
-                answer = await self._rpc_item(items[0])
+                answer = await self.rpc_item(items[0])
         if answer is None:
             await no_content(send)
         else:
@@ -146,7 +146,7 @@ class HttpCalls:
             rid = None if batch else items[0].id
         await reply(send, exc.status, jsonrpc.encode_error(rid, exc.error), headers=exc.headers)
 
-    async def _rpc_item(self, item: jsonrpc.Item) -> bytes | None:
+    async def rpc_item(self, item: jsonrpc.Item) -> bytes | None:
         if isinstance(item, jsonrpc.Rejected):
             return jsonrpc.encode_error(item.id, item.error)
         try:

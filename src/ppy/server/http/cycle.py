@@ -52,7 +52,11 @@ class Conn(Protocol):
 
     async def drained(self) -> None: ...
 
-    def response_done(self, request: Request) -> None: ...
+    def response_done(self, request: Request | DirectRequest) -> None: ...
+
+    @property
+    def client(self) -> str:
+        """Who is connected, for logs."""
 
 
 class Request:
@@ -215,3 +219,31 @@ class Request:
             lines.append(b"connection: keep-alive\r\n")  # HTTP/1.0 closes unless told otherwise
         lines.append(b"\r\n")
         return b"".join(lines)
+
+
+class Shortcut(Protocol):
+    """Answers ``POST /rpc`` below the ASGI app when every check of the app's route would pass
+    (:class:`ppy.server.http.direct.DirectRpc`)."""
+
+    def takes(self, headers: list[tuple[bytes, bytes]], length: int) -> bool | None:
+        """None: the app answers this request (of ``length`` body bytes); else the shortcut does
+        (True: the client accepts gzip)."""
+
+    def answer(self, conn: Conn, request: DirectRequest) -> None:
+        """The request's body is all in: answer it, now or later, ending with ``conn.response_done``."""
+
+
+class DirectRequest:
+    """A request the listener's :class:`Shortcut` answers: the connection's view of it is a
+    :class:`Request`'s (body chunks, complete, done, gone)."""
+
+    __slots__ = ("buffered", "chunks", "complete", "done", "gone", "gzip", "http10", "keep_alive", "started")
+
+    def __init__(self, keep_alive: bool, http10: bool, gzip: bool) -> None:
+        self.keep_alive, self.http10, self.gzip = keep_alive, http10, gzip
+        self.chunks: list[bytes] = []
+        self.buffered = 0
+        self.complete = self.done = self.gone = self.started = False
+
+    def wake(self) -> None:
+        """Nothing waits for a direct request's body: it is taken whole once complete."""

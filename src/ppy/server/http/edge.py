@@ -84,10 +84,14 @@ def require_token(scope: Scope, dispatcher: Dispatcher) -> None:
         raise Refusal(401, Unauthorized(message), ((b"www-authenticate", b'Bearer realm="ppy"'),))
 
 
+def is_json(content_type: bytes) -> bool:
+    """Whether a ``Content-Type`` value names one of :data:`JSON_TYPES` (parameters such as charset aside)."""
+    return content_type.split(b";", 1)[0].strip().lower() in JSON_TYPES
+
+
 def require_json(scope: Scope) -> None:
     raw = header(scope, b"content-type") or b""
-    media = raw.split(b";", 1)[0].strip().lower()
-    if media not in JSON_TYPES:
+    if not is_json(raw):
         shown = raw.decode("latin-1") or "none"
         raise Refusal(415, InvalidRequest(
             f"Content-Type must be application/json, got {shown}; send the header "

@@ -64,12 +64,20 @@ class _Compressing:
             await self.inner(start)
             await self.inner(message)
             return
-        packed = gzip_module.compress(body, LEVEL, mtime=0)
+        packed = compressed(body)
+        assert packed is not None  # MIN_SIZE was checked above
         headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
         headers += [(b"content-encoding", b"gzip"), (b"content-length", b"%d" % len(packed)),
                     (b"vary", b"Accept-Encoding")]
         await self.inner({**start, "headers": headers})
         await self.inner({"type": "http.response.body", "body": packed})
+
+
+def compressed(body: bytes) -> bytes | None:
+    """The gzip form of a reply body, or None when it is too small to gain from it (under MIN_SIZE)."""
+    if len(body) < MIN_SIZE:
+        return None
+    return gzip_module.compress(body, LEVEL, mtime=0)
 
 
 def _compressible(headers: list[tuple[bytes, bytes]]) -> bool:

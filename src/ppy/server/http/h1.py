@@ -41,7 +41,7 @@ import httptools
 from starlette.types import ASGIApp
 
 from ppy.errors import Overloaded
-from ppy.server.http.cycle import Request, error_response
+from ppy.server.http.cycle import DirectRequest, Request, Shortcut, error_response
 from ppy.server.tls import DecryptsInPlace, client_name, peer_subject
 
 log = logging.getLogger("ppy.http")
@@ -70,10 +70,11 @@ class Limits:
 class Listener:
     """What the connections of one listening socket share: the app, the limits, the open set."""
 
-    def __init__(self, app: ASGIApp, limits: Limits, scheme: str = "http") -> None:
+    def __init__(self, app: ASGIApp, limits: Limits, scheme: str = "http", shortcut: Shortcut | None = None) -> None:
         self.app = app
         self.limits = limits
         self.scheme = scheme
+        self.shortcut = shortcut
         self.connections: set[H1Connection] = set()
         self.closing = False
         self._date = (0, b"")
@@ -120,7 +121,7 @@ class H1Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decry
         self.sockname: Any = None
         self.peername: Any = None
         self.subject: str | None = None  # the client certificate's subject (HTTPS with --tls-client-ca)
-        self.request: Request | None = None
+        self.request: Request | DirectRequest | None = None
         self.task: asyncio.Task[None] | None = None
         self.phase = HEAD
         self.remaining = 0
@@ -266,21 +267,6 @@ class H1Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decry
 
     def on_headers_complete(self) -> None:
         parser = self.parser
-        url = self.url
-        path, _, query = url.partition(b"?")
-        raw_path = path
-        text = path.decode("latin-1")
-        scope: dict[str, Any] = {
-            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": parser.get_http_version(), "server": self.sockname,
-            "client": self.peername, "scheme": self.listener.scheme,
-            "method": parser.get_method().decode("ascii"), "root_path": "",
-            "path": unquote(text) if "%" in text else text, "raw_path": raw_path,
-            "query_string": query.partition(b"#")[0], "headers": self.headers,
-            "extensions": {"ppy.request_deadline": self.due},
-        }
-        if self.subject is not None:
-            scope["extensions"]["ppy.client_cert_subject"] = self.subject
         expect = False
         length = -1
         chunked = False
@@ -298,6 +284,25 @@ class H1Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decry
             self.remaining = length
         self.head_bytes = 0
         self.tail = b""
+        method = parser.get_method()
+        shortcut = self.listener.shortcut
+        if (shortcut is not None and self.url == b"/rpc" and method == b"POST" and not chunked and not expect
+                and 0 < length <= BODY_HIGH_WATER and (gzip := shortcut.takes(self.headers, length)) is not None):
+            self.request = DirectRequest(parser.should_keep_alive(), parser.get_http_version() == "1.0", gzip)
+            return
+        path, _, query = self.url.partition(b"?")
+        text = path.decode("latin-1")
+        scope: dict[str, Any] = {
+            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": parser.get_http_version(), "server": self.sockname,
+            "client": self.peername, "scheme": self.listener.scheme,
+            "method": method.decode("ascii"), "root_path": "",
+            "path": unquote(text) if "%" in text else text, "raw_path": path,
+            "query_string": query.partition(b"#")[0], "headers": self.headers,
+            "extensions": {"ppy.request_deadline": self.due},
+        }
+        if self.subject is not None:
+            scope["extensions"]["ppy.client_cert_subject"] = self.subject
         request = self.request = Request(self, scope, parser.should_keep_alive(), expect)
         self.task = self.loop.create_task(request.run(self.listener.app))  # referenced: asyncio keeps tasks weakly
 
@@ -317,8 +322,12 @@ class H1Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decry
         if request is None:
             return
         request.complete = True
-        request.wake()
         self.timed = ""  # the request is in: its deadline is done, the reply has the call deadline
+        if isinstance(request, DirectRequest):
+            assert self.listener.shortcut is not None
+            self.listener.shortcut.answer(self, request)  # ends in response_done, now or when the call ends
+            return
+        request.wake()
         if request.done:
             self._next()
 
@@ -337,7 +346,12 @@ class H1Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decry
             self.write_waiter = self.loop.create_future()
             await self.write_waiter
 
-    def response_done(self, request: Request) -> None:
+    @property
+    def client(self) -> str:
+        """Who is connected, for logs."""
+        return client_name(self.peername, self.subject)
+
+    def response_done(self, request: Request | DirectRequest) -> None:
         if not request.keep_alive or self.broken or self.last:
             self.close()
             return
@@ -412,6 +426,8 @@ class H1Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decry
         elif self.timed == "idle":
             self.close()
         else:
+            if self.request is not None:  # its head was in: a stalled body (the ASGI route counts its own)
+                self.limits.on_trip("request_timeout")
             self._refuse(408, f"request not received within {self.limits.request_timeout:g} s "
                               "(--request-timeout); send it in one go")
 
