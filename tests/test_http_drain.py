@@ -25,13 +25,20 @@ def test_readyz_flips_to_503_during_drain_and_calls_in_flight_finish() -> None:
             r = httpx.get(f"{base}/call/web/slow?seconds=1.5", timeout=20)
             results["http"] = (r.status_code, r.json())
 
+        def slow_rpc() -> None:  # an ordinary POST /rpc: answered below ASGI (ppy.server.http.direct)
+            r = httpx.post(f"{base}/rpc", json={"jsonrpc": "2.0", "method": "web.slow", "params": [1.4], "id": 7},
+                           timeout=20)
+            results["rpc"] = (r.status_code, r.json())
+
         worker = threading.Thread(target=slow_http)
         worker.start()
+        rpc_worker = threading.Thread(target=slow_rpc)
+        rpc_worker.start()
         tcp = server.connect(timeout=20)
         tcp.sendall(b'{"jsonrpc":"2.0","method":"web.slow","params":[1.2],"id":9}\n')
         deadline = time.monotonic() + 10
-        while 'ppy_calls_in_flight 2.0' not in httpx.get(f"{base}/metrics").text:
-            assert time.monotonic() < deadline, "the two slow calls never showed up in flight"
+        while 'ppy_calls_in_flight 3.0' not in httpx.get(f"{base}/metrics").text:
+            assert time.monotonic() < deadline, "the three slow calls never showed up in flight"
             time.sleep(0.02)
 
         server.proc.send_signal(signal.SIGTERM)
@@ -54,6 +61,9 @@ def test_readyz_flips_to_503_during_drain_and_calls_in_flight_finish() -> None:
         tcp.close()
         worker.join(20)
         assert results["http"] == (200, {"result": 1.5})
+        rpc_worker.join(20)
+        assert results["rpc"] == (200, {"jsonrpc": "2.0", "id": 7, "result": 1.4})
         assert server.proc.wait(20) == 0
+        assert "finishing 3 calls in flight" in server.output()
     finally:
         server.stop()

@@ -28,7 +28,7 @@ from ppy.run import forksafe
 from ppy.server import handover as handover_mod
 from ppy.server.handover import HANDOVER_GRACE, HANDOVER_SIGNAL
 from ppy.server.openfiles import Acceptor, fit_open_files
-from ppy.server.state import SERVICE_TASK, ServerState, build_state
+from ppy.server.state import ServerState, build_state
 from ppy.server.state import StartupError as StartupError  # re-exported: the CLI and supervisor catch it
 from ppy.server.state import default_app_dir as default_app_dir  # re-exported for ls, stubs, supervisor
 from ppy.server.tcp.connection import Connection
@@ -285,7 +285,7 @@ async def drain(state: ServerState, servers: list[Any], grace: float = 0.0) -> N
     if grace > 0:
         await handover_mod.hand_over(state, servers, grace)
     state.draining = True
-    in_flight = sum(1 for task in state.tasks if task.get_name() != SERVICE_TASK)  # not HTTP's serving task
+    in_flight = state.dispatcher.inflight  # every admitted call, with a task or not (callbacks, POST /rpc)
     log.info("draining: %d calls in flight, %d connections", in_flight, state.open_connections)
     print(f"ppy: shutting down, finishing {in_flight} calls in flight", file=sys.stderr, flush=True)
     for server in servers:
