@@ -24,7 +24,7 @@ import logging
 from ppy.errors import PpyError
 from ppy.server.http.calls import HttpCalls, draining_error
 from ppy.server.http.cycle import STATUS, Conn, DirectRequest, error_response
-from ppy.server.http.edge import HostRule, is_json
+from ppy.server.http.edge import HostRule, bearer_token, is_json
 from ppy.server.http.gzip import compressed
 from ppy.wire import jsonrpc, jsonvalue
 from ppy.wire.model import Call, Dialect
@@ -72,10 +72,8 @@ class DirectRpc:
         if content_type is None or not is_json(content_type) or not self.hosts.allows(host):
             return None
         dispatcher = self.dispatcher
-        if dispatcher.token is not None:
-            scheme, _, token = (authorization or b"").decode("latin-1").strip().partition(" ")
-            if scheme.lower() != "bearer" or not dispatcher.check_token(token.strip()):
-                return None
+        if dispatcher.token is not None and not dispatcher.check_token(bearer_token(authorization)):
+            return None
         return gzip
 
     def answer(self, conn: Conn, request: DirectRequest) -> None:

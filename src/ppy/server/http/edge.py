@@ -65,10 +65,14 @@ def header(scope: Scope, name: bytes) -> bytes | None:
 
 
 def bearer(scope: Scope) -> str | None:
-    value = header(scope, b"authorization")
-    if value is None:
+    return bearer_token(header(scope, b"authorization"))
+
+
+def bearer_token(authorization: bytes | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` value; None for no value or another scheme."""
+    if authorization is None:
         return None
-    scheme, _, token = value.decode("latin-1").strip().partition(" ")
+    scheme, _, token = authorization.decode("latin-1").strip().partition(" ")
     return token.strip() if scheme.lower() == "bearer" else None
 
 
