@@ -118,11 +118,13 @@ class Routes:
     async def metrics_text(self, scope: Scope, receive: Receive, send: Send) -> None:
         if await self._guarded(scope, send):
             accept = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"accept"), None)
+            self.state.dispatcher.flush_observations()  # the calls answered in this loop turn count too
             body, content_type = self.metrics.render(accept)
             await reply(send, 200, body, content_type.encode())
 
     async def stats_json(self, scope: Scope, receive: Receive, send: Send) -> None:
         if await self._guarded(scope, send):
+            self.state.dispatcher.flush_observations()
             snapshot = self.stats.snapshot(self.share.others() if self.share is not None else ())
             snapshot["inflight"] = self.state.dispatcher.inflight
             snapshot["ready"] = self.state.ready and not self.state.draining

@@ -119,7 +119,7 @@ class Metrics:
         self.hists: dict[str, _Hist] = {}
         # --workers: values must be file-backed to be summed over the workers, so they go to
         # prometheus_client's own (locked) metrics; a scrape reads those files.
-        self.observer: Callable[[str, str, int, float], None] = self.observe
+        self.observer: Callable[[list[tuple[str, str, int, float]]], None] = self.observe
         self.shared = multiproc.Publisher(self) if multiproc.enabled() else None
         if self.shared is not None:
             self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -158,19 +158,22 @@ class Metrics:
     def known(self, method: str) -> bool:
         return method in self.state.dispatcher.registry.functions or method in BUILTINS
 
-    def observe(self, method: str, dialect: str, code: int, seconds: float) -> None:
-        """The dispatcher's observer hook: a dict hit and a few integer additions per call."""
-        row = self._rows.get((method, dialect, code))
-        if row is None:
-            row = self._row(method, dialect, code)
-        row.calls += 1
-        hist = row.hist
-        hist.counts[bisect_left(BUCKETS, seconds)] += 1  # Prometheus buckets are "<= le"
-        hist.total += seconds
-        if code:
-            limit = LIMIT_CODES.get(code)
-            if limit is not None:
-                self.trips[limit] += 1
+    def observe(self, observations: list[tuple[str, str, int, float]]) -> None:
+        """The dispatcher's observer hook (the calls of one loop turn): a dict hit and a few integer
+        additions per call."""
+        rows, buckets, trips = self._rows, BUCKETS, self.trips
+        for method, dialect, code, seconds in observations:
+            row = rows.get((method, dialect, code))
+            if row is None:
+                row = self._row(method, dialect, code)
+            row.calls += 1
+            hist = row.hist
+            hist.counts[bisect_left(buckets, seconds)] += 1  # Prometheus buckets are "<= le"
+            hist.total += seconds
+            if code:
+                limit = LIMIT_CODES.get(code)
+                if limit is not None:
+                    trips[limit] += 1
 
     def _row(self, method: str, dialect: str, code: int) -> _Row:
         label = method if self.known(method) else OTHER
@@ -186,21 +189,22 @@ class Metrics:
             self._rows[(method, dialect, code)] = row
         return row
 
-    def observe_shared(self, method: str, dialect: str, code: int, seconds: float) -> None:
+    def observe_shared(self, observations: list[tuple[str, str, int, float]]) -> None:
         """The observer under ``--workers``: file-backed prometheus_client metrics (label children cached)."""
-        key = (method, dialect, code)
-        children = self._children.get(key)
-        if children is None:
-            label = method if self.known(method) else OTHER
-            outcome = OUTCOMES.get(code, str(code))
-            children = (self._calls.labels(label, dialect, outcome), self._latency.labels(label))
-            if label != OTHER:
-                self._children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
-        limit = LIMIT_CODES.get(code)
-        if limit is not None:
-            self.trips[limit] += 1
+        for method, dialect, code, seconds in observations:
+            key = (method, dialect, code)
+            children = self._children.get(key)
+            if children is None:
+                label = method if self.known(method) else OTHER
+                outcome = OUTCOMES.get(code, str(code))
+                children = (self._calls.labels(label, dialect, outcome), self._latency.labels(label))
+                if label != OTHER:
+                    self._children[key] = children
+            children[0].inc()
+            children[1].observe(seconds)
+            limit = LIMIT_CODES.get(code)
+            if limit is not None:
+                self.trips[limit] += 1
 
     def trip(self, limit: str) -> None:
         """A limit the HTTP front end enforces itself (body size, request time)."""
