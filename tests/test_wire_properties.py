@@ -378,3 +378,23 @@ def test_lines_returned_a_few_at_a_time_are_the_same_lines(parts: list[bytes], l
         got += more
     assert got == whole
     assert decoder.pending == 4  # b"tail", still waiting for its newline
+
+
+@given(st.lists(st.sampled_from([b"", b" ", b"\t", b"\x0b\x0c", b"{}", b' {"a": 1} ', b"[1]", b"x\r", b"\r"]),
+                max_size=40), st.sampled_from([None, 3, 64]))
+def test_a_burst_read_at_once_gives_the_lines_read_byte_by_byte(parts: list[bytes], limit: int | None) -> None:
+    """A read of whole lines is split in C (the pipelined fast path): blank lines, b'\\r' and the limit
+    must come out exactly as from the line-by-line scan."""
+    data = b"".join(p + b"\n" for p in parts)
+    fast = LineDecoder(100)
+    got = fast.feed(data, limit)
+    while fast.ready:
+        got += fast.feed(b"", limit)
+    slow = LineDecoder(100)
+    want: list[bytes] = []
+    for i in range(len(data)):
+        want += slow.feed(data[i:i + 1], limit)
+        while slow.ready:
+            want += slow.feed(b"", limit)
+    assert got == want == [p.rstrip(b"\r") for p in parts if p.rstrip(b"\r").strip()]
+    assert fast.pending == slow.pending == 0
