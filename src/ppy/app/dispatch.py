@@ -211,6 +211,7 @@ class Dispatcher:
         self.inflight = 0
         self.observers: list[Observer] = []
         self._observed: list[Observation] = []  # finished calls the observers have not seen yet
+        self._loop: asyncio.AbstractEventLoop | None = None  # where the flush is posted (see _post_flush)
         #: Starts the task of a call that needs one; the server replaces it with one the drain tracks.
         self.spawn: Callable[[Coroutine[Any, Any, Any]], object] = _create_task
         #: [stream hook] stream_observer(method, outcome, items, seconds), ppy.app.streaming
@@ -349,11 +350,13 @@ class Dispatcher:
     def _post_flush(self) -> None:
         """Hand this loop turn's observations over at its end: one call per observer per turn, not per
         call (two observer calls per call were ~13% of a pipelined call's CPU, docs/performance.md)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # called with no event loop (a synchronous embedding): now, then
-            self.flush_observations()
-            return
+        loop = self._loop
+        if loop is None or not loop.is_running():  # get_running_loop() costs a getpid() on 3.11: not per turn
+            try:
+                loop = self._loop = asyncio.get_running_loop()
+            except RuntimeError:  # called with no event loop (a synchronous embedding): now, then
+                self.flush_observations()
+                return
         loop.call_soon(self.flush_observations)
 
     def flush_observations(self) -> None:

@@ -103,12 +103,6 @@ class Deadlines:
                     self.on_expire()
         self.arm(loop)
 
-    def delivered(self) -> None:
-        self.left -= 1
-        if not self.left and self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
 
 class Batch:
     """Calls run one after the other by one pool thread; ``running_since`` is 0.0 between calls."""
@@ -156,33 +150,39 @@ class SyncLane:
                   cpu_bound: bool = False, timeout: float | None = None,
                   on_abandon: Callable[[], None] | None = None, key: object = None) -> None:
         """:meth:`submit`, settling ``fut`` (called on the event loop thread)."""
+        if not alone:
+            self.add(fut, fn, args, timeout)
+            return
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-        if alone:
-            deadlines = Deadlines()
-            batch = Batch(deque(((fn, args, fut, deadlines),)), key)
-            self._add(deadlines, fut, loop, timeout)
-            if cpu_bound:
-                deadlines.on_expire = lambda: self._abandon(batch, on_abandon)
-                self._enter_gate(batch)
-            else:
-                self.pool.submit(self._run, batch)
-            deadlines.arm(loop)
-            return
-        deadlines = self._deadlines
-        if not self._pending:
-            loop.call_soon(self._flush)
-            deadlines = self._deadlines = Deadlines()
-        self._add(deadlines, fut, loop, timeout)
-        self._pending.append((fn, args, fut, deadlines))
-
-    @staticmethod
-    def _add(deadlines: Deadlines, fut: Outcome, loop: asyncio.AbstractEventLoop,
-             timeout: float | None) -> None:
-        deadlines.left += 1
+        deadlines = Deadlines()
+        batch = Batch(deque(((fn, args, fut, deadlines),)), key)
+        deadlines.left = 1
         if timeout is not None:
             deadlines.calls.append((fut, loop.time() + timeout))
+        if cpu_bound:
+            deadlines.on_expire = lambda: self._abandon(batch, on_abandon)
+            self._enter_gate(batch)
+        else:
+            self.pool.submit(self._run, batch)
+        deadlines.arm(loop)
+
+    def add(self, fut: Outcome, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float | None) -> None:
+        """Queue a call to share this loop turn's pool job: :meth:`submit_to` with none of its options,
+        positional, which is what runs once per call of a fast sync function."""
+        deadlines = self._deadlines
+        loop = self._loop
+        if not self._pending:
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            loop.call_soon(self._flush)
+            deadlines = self._deadlines = Deadlines()
+        deadlines.left += 1
+        if timeout is not None:
+            assert loop is not None  # set by the first call of the turn
+            deadlines.calls.append((fut, loop.time() + timeout))
+        self._pending.append((fn, args, fut, deadlines))
 
     def _flush(self) -> None:
         items, self._pending = deque(self._pending), []
@@ -311,7 +311,10 @@ class SyncLane:
         finished = self._finished
         while finished:
             fut, ok, value, deadlines = finished.popleft()
-            deadlines.delivered()
+            deadlines.left -= 1  # the batch's last call cancels its timer
+            if not deadlines.left and deadlines.timer is not None:
+                deadlines.timer.cancel()
+                deadlines.timer = None
             if fut.done():  # the caller gave up (deadline) while the call ran
                 continue
             if ok:

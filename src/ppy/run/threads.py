@@ -214,8 +214,7 @@ class ThreadRunner:
         speed = self._speeds.get(fn.method)
         if speed is None or not speed.fast or fn.is_async:
             return False
-        self.lane.submit_to(SyncCall(fn, timeout, settle, self.debug), _timed_call, (speed, fn, args, kwargs),
-                            timeout=timeout)
+        self.lane.add(SyncCall(fn, timeout, settle, self.debug), _timed_call, (speed, fn, args, kwargs), timeout)
         return True
 
     def stream(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Source:
@@ -254,7 +253,10 @@ class SyncCall:
 
     def set_result(self, result: Any, /) -> None:
         self._done = True
-        self._settle(result, None)
+        try:  # _settle(), inlined: this runs once per call
+            self.settle(result, None)
+        except Exception:  # a bug of ours must not stop the lane delivering the other results
+            log.exception("internal error while answering a call of %s", self.fn.method)
 
     def set_exception(self, exception: BaseException, /) -> None:
         self._done = True

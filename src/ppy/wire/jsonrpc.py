@@ -55,9 +55,10 @@ _fast = msgspec.json.Decoder(_Request | list[_Request])
 
 
 def _call(req: _Request) -> Call:
-    if req.id is msgspec.UNSET:
-        return Call(req.method, req.params, None, True, req.timeout, stream=req.stream)
-    return Call(req.method, req.params, req.id, False, req.timeout, stream=req.stream)
+    rid = req.id  # positional arguments below: keywords cost ~15% of this function
+    if rid is msgspec.UNSET:
+        return Call(req.method, req.params, None, True, req.timeout, None, req.stream)
+    return Call(req.method, req.params, rid, False, req.timeout, None, req.stream)
 
 
 def parse(data: bytes | str, *, max_depth: int = 64, max_batch: int = 100) -> tuple[list[Item], bool]:
