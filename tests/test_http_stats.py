@@ -28,7 +28,7 @@ def test_buckets_are_within_ten_percent(seconds: float) -> None:
 def test_percentiles_of_a_known_distribution() -> None:
     stats, _ = make()
     for i in range(1, 101):  # 1 ms .. 100 ms
-        stats.observe([("h.x", "http", 0, i / 1000)])
+        stats.observe({("h.x", "http", 0): [i / 1000]})
     snap = stats.snapshot()["methods"]["h.x"]
     assert snap["calls"] == 100
     assert snap["p50_ms"] == pytest.approx(50, rel=0.1)
@@ -41,7 +41,7 @@ def test_rates_errors_series_and_window() -> None:
     for _ in range(20):
         clock.now += 1
         for i in range(10):
-            stats.observe([("h.x", "lines", -32000 if i == 0 else 0, 0.001)])
+            stats.observe({("h.x", "lines", -32000 if i == 0 else 0): [0.001]})
     snap = stats.snapshot()
     m = snap["methods"]["h.x"]
     assert (m["calls"], m["errors"]) == (200, 20)
@@ -61,9 +61,9 @@ def test_rates_errors_series_and_window() -> None:
 def test_unknown_methods_share_one_row_and_memory_is_bounded() -> None:
     stats, clock = make()
     for i in range(1000):
-        stats.observe([(f"made.up{i}", "http", -32601, 0.0001)])
+        stats.observe({(f"made.up{i}", "http", -32601): [0.0001]})
     assert set(stats.methods) == {OTHER}
     for _ in range(WINDOW * 2):
         clock.now += 1
-        stats.observe([("h.x", "http", 0, 0.001)])
+        stats.observe({("h.x", "http", 0): [0.001]})
     assert len(stats.methods["h.x"]) <= WINDOW

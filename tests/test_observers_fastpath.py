@@ -38,8 +38,11 @@ def test_plain_counts_render_like_prometheus_client() -> None:
     calls = Counter("ppy_calls", "c", ["method", "dialect", "outcome"], registry=reference)
     latency = Histogram("ppy_call_duration_seconds", "l", ["method"], buckets=BUCKETS, registry=reference)
     outcomes = {0: "ok", -32602: "invalid_params", -32601: "method_not_found", -32001: "timeout"}
-    metrics.observer(CALLS[:2])  # the dispatcher hands over the calls of one loop turn at a time
-    metrics.observer(CALLS[2:])
+    for turn in (CALLS[:2], CALLS[2:]):  # the dispatcher hands over the calls of one loop turn at a time
+        grouped: dict[tuple[str, str, int], list[float]] = {}
+        for method, dialect, code, seconds in turn:
+            grouped.setdefault((method, dialect, code), []).append(seconds)
+        metrics.observer(grouped)
     for method, dialect, code, seconds in CALLS:
         label = method if method in ("h.hello", "rpc.ping") else "(other)"
         calls.labels(label, dialect, outcomes[code]).inc()

@@ -40,12 +40,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("ppy.call")
 access = logging.getLogger("ppy.access")
 
-#: A finished call as observers see it: (method, dialect, error code or 0, seconds).
-Observation = tuple[str, str, int, float]
+#: Finished calls as observers see them: (method as sent, dialect, error code or 0) -> the seconds
+#: each such call took.  Grouped, so an observer looks its row up once per kind of call, not per call.
+Observations = dict[tuple[str, str, int], list[float]]
 #: observer(observations) — metrics and the console's statistics hang off this.  Calls reach observers
 #: in batches, the calls finished in one event-loop turn together (see Dispatcher.flush_observations).
-Observer = Callable[[list[Observation]], None]
-#: Observations kept before they are handed over even within one loop turn: bounds the list.
+Observer = Callable[[Observations], None]
+#: Calls kept before they are handed over even within one loop turn: bounds what is held.
 OBSERVE_BATCH = 1024
 Encoder = Callable[[Any], bytes]
 #: then(call, encoded result or error): how a front end that passed it to begin() hears of the end.
@@ -210,7 +211,8 @@ class Dispatcher:
         self.access_log = config.access_log
         self.inflight = 0
         self.observers: list[Observer] = []
-        self._observed: list[Observation] = []  # finished calls the observers have not seen yet
+        self._observed: Observations = {}  # finished calls the observers have not seen yet
+        self._unobserved = 0  # how many
         self._loop: asyncio.AbstractEventLoop | None = None  # where the flush is posted (see _post_flush)
         #: Starts the task of a call that needs one; the server replaces it with one the drain tracks.
         self.spawn: Callable[[Coroutine[Any, Any, Any]], object] = _create_task
@@ -340,11 +342,16 @@ class Dispatcher:
                         extra={"method": call.method, "dialect": dialect, "code": code,
                                "ms": round(elapsed * 1000, 3)})
         if self.observers:
-            observed = self._observed
-            observed.append((call.method, dialect, code, elapsed))
-            if len(observed) == 1:
-                self._post_flush()
-            elif len(observed) >= OBSERVE_BATCH:
+            observed, key = self._observed, (call.method, dialect, code)
+            times = observed.get(key)
+            if times is not None:
+                times.append(elapsed)
+            else:
+                if not observed:
+                    self._post_flush()
+                observed[key] = [elapsed]
+            self._unobserved += 1
+            if self._unobserved >= OBSERVE_BATCH:
                 self.flush_observations()
 
     def _post_flush(self) -> None:
@@ -365,7 +372,7 @@ class Dispatcher:
         observed = self._observed
         if not observed:
             return
-        self._observed = []
+        self._observed, self._unobserved = {}, 0
         for observer in self.observers:
             try:
                 observer(observed)

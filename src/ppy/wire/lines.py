@@ -59,11 +59,11 @@ class LineDecoder:
                 and (limit is None or data.count(b"\n") <= limit) and b"\r" not in data):
             # The common case: whole requests in one read (one, or a pipelined burst), none too long, no
             # b'\r': split in C rather than one find() and one copy per line (docs/performance.md).
-            lines = data.split(b"\n")
-            del lines[-1]
-            if all(lines) and not any(map(bytes.isspace, lines)):
-                return lines
-            return [line for line in lines if line and not line.isspace()]
+            whole = data.split(b"\n")
+            del whole[-1]
+            if all(whole) and not any(map(bytes.isspace, whole)):
+                return whole
+            return [line for line in whole if line and not line.isspace()]
         if data:
             if self._pos:
                 del self.buffer[:self._pos]

@@ -55,6 +55,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.utils import floatToGoString
 
+from ppy.app.dispatch import Observations
 from ppy.errors import CODES
 from ppy.server.observe import shared as multiproc
 from ppy.server.observe.stats import OTHER
@@ -119,7 +120,7 @@ class Metrics:
         self.hists: dict[str, _Hist] = {}
         # --workers: values must be file-backed to be summed over the workers, so they go to
         # prometheus_client's own (locked) metrics; a scrape reads those files.
-        self.observer: Callable[[list[tuple[str, str, int, float]]], None] = self.observe
+        self.observer: Callable[[Observations], None] = self.observe
         self.shared = multiproc.Publisher(self) if multiproc.enabled() else None
         if self.shared is not None:
             self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -158,22 +159,24 @@ class Metrics:
     def known(self, method: str) -> bool:
         return method in self.state.dispatcher.registry.functions or method in BUILTINS
 
-    def observe(self, observations: list[tuple[str, str, int, float]]) -> None:
-        """The dispatcher's observer hook (the calls of one loop turn): a dict hit and a few integer
-        additions per call."""
-        rows, buckets, trips = self._rows, BUCKETS, self.trips
-        for method, dialect, code, seconds in observations:
-            row = rows.get((method, dialect, code))
+    def observe(self, observations: Observations) -> None:
+        """The dispatcher's observer hook (the calls of one loop turn, grouped): one dict hit per kind of
+        call, then a bisection and two additions per call."""
+        rows, buckets = self._rows, BUCKETS
+        for key, times in observations.items():
+            row = rows.get(key)
             if row is None:
-                row = self._row(method, dialect, code)
-            row.calls += 1
+                row = self._row(*key)
+            row.calls += len(times)
             hist = row.hist
-            hist.counts[bisect_left(buckets, seconds)] += 1  # Prometheus buckets are "<= le"
-            hist.total += seconds
-            if code:
-                limit = LIMIT_CODES.get(code)
-                if limit is not None:
-                    trips[limit] += 1
+            counts, total = hist.counts, hist.total
+            for seconds in times:
+                counts[bisect_left(buckets, seconds)] += 1  # Prometheus buckets are "<= le"
+                total += seconds
+            hist.total = total
+            limit = LIMIT_CODES.get(key[2]) if key[2] else None
+            if limit is not None:
+                self.trips[limit] += len(times)
 
     def _row(self, method: str, dialect: str, code: int) -> _Row:
         label = method if self.known(method) else OTHER
@@ -189,10 +192,10 @@ class Metrics:
             self._rows[(method, dialect, code)] = row
         return row
 
-    def observe_shared(self, observations: list[tuple[str, str, int, float]]) -> None:
+    def observe_shared(self, observations: Observations) -> None:
         """The observer under ``--workers``: file-backed prometheus_client metrics (label children cached)."""
-        for method, dialect, code, seconds in observations:
-            key = (method, dialect, code)
+        for key, times in observations.items():
+            method, dialect, code = key
             children = self._children.get(key)
             if children is None:
                 label = method if self.known(method) else OTHER
@@ -200,11 +203,12 @@ class Metrics:
                 children = (self._calls.labels(label, dialect, outcome), self._latency.labels(label))
                 if label != OTHER:
                     self._children[key] = children
-            children[0].inc()
-            children[1].observe(seconds)
+            children[0].inc(len(times))
+            for seconds in times:
+                children[1].observe(seconds)
             limit = LIMIT_CODES.get(code)
             if limit is not None:
-                self.trips[limit] += 1
+                self.trips[limit] += len(times)
 
     def trip(self, limit: str) -> None:
         """A limit the HTTP front end enforces itself (body size, request time)."""

@@ -86,22 +86,23 @@ class Stats:
         self.methods: dict[str, deque[Slot]] = {}
         self._current: dict[str, Slot] = {}  # known method -> its latest slot
 
-    def observe(self, observations: list[tuple[str, str, int, float]]) -> None:
-        """The dispatcher's observer hook: the calls one event-loop turn finished.  A method's slot of
-        the current second is one dict hit away; only the first call of a second (or of an unknown
-        method) looks further."""
+    def observe(self, observations: dict[tuple[str, str, int], list[float]]) -> None:
+        """The dispatcher's observer hook: the calls one event-loop turn finished, grouped by method,
+        dialect and outcome.  A method's slot of the current second is one dict hit away; only the
+        first call of a second (or of an unknown method) looks further."""
         now = int(self.clock())
         current, edges = self._current, _EDGES
-        for method, _dialect, code, seconds in observations:
+        for (method, _dialect, code), times in observations.items():
             slot = current.get(method)
             if slot is None or slot.second != now:
                 slot = self._slot(method, now)
-            slot.calls += 1
+            slot.calls += len(times)
             if code:
-                slot.errors += 1
-            k = bisect_right(edges, seconds)  # bucket(), inlined: this runs once per call
+                slot.errors += len(times)
             latency = slot.latency
-            latency[k] = latency.get(k, 0) + 1
+            for seconds in times:
+                k = bisect_right(edges, seconds)  # bucket(), inlined: this runs once per call
+                latency[k] = latency.get(k, 0) + 1
 
     def _slot(self, method: str, now: int) -> Slot:
         known = self.known(method)
