@@ -43,6 +43,7 @@ flight), more than the batched hop itself.
 from __future__ import annotations
 
 import asyncio
+import operator
 import threading
 import time
 from collections import deque
@@ -74,6 +75,9 @@ class Outcome(Protocol):
 Item = tuple[Callable[..., Any], tuple[Any, ...], Outcome, "Deadlines"]
 
 
+_WHEN = operator.itemgetter(1)  # of a (outcome, loop time it expires) pair
+
+
 class Expired(Exception):
     """Set on a call's future when its deadline passes before the call finished."""
 
@@ -92,6 +96,13 @@ class Deadlines:
     def arm(self, loop: asyncio.AbstractEventLoop) -> None:
         """(Re-)arm the timer for the earliest deadline of a call still waiting; none if none waits."""
         due = min((when for fut, when in self.calls if not fut.done()), default=None)
+        self.timer = None if due is None else loop.call_at(due, self.expire, loop)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Arm the timer of a batch as it is submitted: the earliest deadline, found in C without asking
+        each call whether it finished (one rarely has by then; if one has, its deadline only makes the
+        timer fire early, and :meth:`expire` re-arms it)."""
+        due = min(map(_WHEN, self.calls), default=None)
         self.timer = None if due is None else loop.call_at(due, self.expire, loop)
 
     def expire(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -187,7 +198,7 @@ class SyncLane:
     def _flush(self) -> None:
         items, self._pending = deque(self._pending), []
         assert self._loop is not None
-        self._deadlines.arm(self._loop)
+        self._deadlines.start(self._loop)
         self._start(Batch(items))
 
     def _start(self, batch: Batch) -> None:
