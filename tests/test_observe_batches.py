@@ -87,3 +87,4 @@ def test_an_observer_that_raises_costs_no_reply_and_not_the_other_observers(capl
 
     asyncio.run(main())
     assert "internal error in a call observer" in caplog.text
+

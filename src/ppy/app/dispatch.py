@@ -151,7 +151,8 @@ class CallHandle:
     and calls it.
     """
 
-    __slots__ = ("args", "call", "dialect", "dispatcher", "encode", "finished", "fn", "kwargs", "start", "then")
+    __slots__ = ("args", "call", "dialect", "dispatcher", "encode", "finished", "fn", "kwargs", "start", "task",
+                 "then")
 
     def __init__(self, dispatcher: Dispatcher, call: Call, dialect: str, start: float, encode: Encoder,
                  then: Then | None, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -159,6 +160,7 @@ class CallHandle:
             dispatcher, call, dialect, start, encode, then)
         self.fn, self.args, self.kwargs = fn, args, kwargs  # what runs: the function, its bound arguments
         self.finished = False
+        self.task: asyncio.Task[Any] | None = None  # the task running it, if begin() started one
 
     def settle(self, result: Any, error: BaseException | None) -> bytes | PpyError | None:
         """Complete the call: release the slot, encode, log, observe, and hand the reply to ``then``.
@@ -214,8 +216,11 @@ class Dispatcher:
         self._observed: Observations = {}  # finished calls the observers have not seen yet
         self._unobserved = 0  # how many
         self._loop: asyncio.AbstractEventLoop | None = None  # where the flush is posted (see _post_flush)
-        #: Starts the task of a call that needs one; the server replaces it with one the drain tracks.
-        self.spawn: Callable[[Coroutine[Any, Any, Any]], object] = _create_task
+        #: Starts the task of a call that needs one; the server replaces it with one the drain tracks, and
+        #: ``forget`` with what takes the task out again: the call's coroutine does that as it ends, which
+        #: costs less than a done callback (a callback is one more loop handle per call).
+        self.spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]] = _create_task
+        self.forget: Callable[[asyncio.Task[Any]], object] = _ignore
         #: [stream hook] stream_observer(method, outcome, items, seconds), ppy.app.streaming
         self.stream_observers: list[Callable[[str, str, int, float], None]] = []
         self._ids = itertools.count(1)
@@ -262,7 +267,7 @@ class Dispatcher:
         fn = handle.fn
         if fn.is_async or fn.streams or not self.runner.start_sync(fn, handle.args, handle.kwargs,
                                                                    self._timeout(call), handle.settle):
-            self.spawn(self._run(handle))  # its settle() hands the reply to ``then``
+            handle.task = self.spawn(self._run(handle))  # its settle() hands the reply to ``then``
         return None
 
     def _admit(self, call: Call, dialect: str, authed: bool, encode: Encoder, then: Then | None,
@@ -295,22 +300,26 @@ class Dispatcher:
         """Await the runner and settle the handle, whatever happens (cancellation included): the task
         of a call begun with ``then``, or the rest of :meth:`call`."""
         try:
-            fn = handle.fn
-            if fn.streams:  # [stream hook] a generator, for a caller that did not ask for a stream
-                result = await self._collect(handle)
+            try:
+                fn = handle.fn
+                if fn.streams:  # [stream hook] a generator, for a caller that did not ask for a stream
+                    result = await self._collect(handle)
+                else:
+                    timeout = handle.call.timeout
+                    result = await self.runner.run(fn, handle.args, handle.kwargs,
+                                                   self.timeout if timeout is None else min(timeout, self.timeout))
+            except (asyncio.CancelledError, GeneratorExit):  # the drain deadline passed: still one answer
+                handle.settle(None, CallTimeout(CUT_OFF))
+                raise
+            except BaseException as exc:
+                outcome = handle.settle(None, exc)
             else:
-                timeout = handle.call.timeout
-                result = await self.runner.run(fn, handle.args, handle.kwargs,
-                                               self.timeout if timeout is None else min(timeout, self.timeout))
-        except (asyncio.CancelledError, GeneratorExit):  # the drain deadline passed: still one answer
-            handle.settle(None, CallTimeout(CUT_OFF))
-            raise
-        except BaseException as exc:
-            outcome = handle.settle(None, exc)
-        else:
-            outcome = handle.settle(result, None)
-        assert outcome is not None  # only this coroutine completes a handle it runs
-        return outcome
+                outcome = handle.settle(result, None)
+            assert outcome is not None  # only this coroutine completes a handle it runs
+            return outcome
+        finally:
+            if handle.task is not None:  # begin() started it: the drain stops waiting for it
+                self.forget(handle.task)
 
     async def _collect(self, handle: CallHandle) -> Any:
         """[stream hook] A generator's items as one list (ppy.app.source.collect), bounded by --max-frame-bytes.
@@ -400,3 +409,7 @@ class Dispatcher:
 
 def _create_task(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
     return asyncio.get_running_loop().create_task(coro)
+
+
+def _ignore(task: asyncio.Task[Any]) -> None:
+    """``forget`` when nothing tracks call tasks (the dispatcher used without ppy's server)."""

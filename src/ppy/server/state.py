@@ -54,7 +54,8 @@ class ServerState:
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.dispatcher.spawn = self.spawn  # call tasks are tracked, so the drain can wait for them
+        # Call tasks are tracked, so the drain can wait for them; each takes itself out as it ends.
+        self.dispatcher.spawn, self.dispatcher.forget = self.start_call, self.tasks.discard
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Start a call task the drain will wait for."""
@@ -64,6 +65,16 @@ class ServerState:
         task = loop.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
+
+    def start_call(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """:meth:`spawn` for ``Dispatcher.begin``, whose coroutine leaves ``tasks`` itself as it ends (no
+        done callback; one cancelled before its first step stays, which only a drain's deadline does)."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        task = loop.create_task(coro)
+        self.tasks.add(task)
         return task
 
     @property
