@@ -25,6 +25,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+import msgspec
+
 from ppy.app.discover import document
 from ppy.app.function import Function
 from ppy.app.registry import Registry
@@ -143,24 +145,26 @@ def application_error(method: str, exc: BaseException, debug: bool) -> Applicati
     return err
 
 
-class CallHandle:
+class CallHandle(msgspec.Struct):
     """One admitted call, holding one in-flight slot until :meth:`settle` runs (exactly once).
 
     ``then`` (when a front end passed one) receives the encoded result or the error.  A runner that
     starts the call with a callback gets :meth:`settle` as that callback; a task awaits the runner
-    and calls it.
+    and calls it.  A ``msgspec.Struct`` so that the one made per call is built in C (a Python
+    ``__init__`` storing eleven attributes cost ~3x as much).
     """
 
-    __slots__ = ("args", "call", "dialect", "dispatcher", "encode", "finished", "fn", "kwargs", "start", "task",
-                 "then")
-
-    def __init__(self, dispatcher: Dispatcher, call: Call, dialect: str, start: float, encode: Encoder,
-                 then: Then | None, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self.dispatcher, self.call, self.dialect, self.start, self.encode, self.then = (
-            dispatcher, call, dialect, start, encode, then)
-        self.fn, self.args, self.kwargs = fn, args, kwargs  # what runs: the function, its bound arguments
-        self.finished = False
-        self.task: asyncio.Task[Any] | None = None  # the task running it, if begin() started one
+    dispatcher: Dispatcher
+    call: Call
+    dialect: str
+    start: float
+    encode: Encoder
+    then: Then | None
+    fn: Function  # what runs: the function and its bound arguments
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    finished: bool = False
+    task: asyncio.Task[Any] | None = None  # the task running it, if begin() started one
 
     def settle(self, result: Any, error: BaseException | None) -> bytes | PpyError | None:
         """Complete the call: release the slot, encode, log, observe, and hand the reply to ``then``.

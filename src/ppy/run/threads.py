@@ -35,6 +35,8 @@ import time
 from collections.abc import Callable, Generator
 from typing import Any
 
+import msgspec
+
 from ppy.app.dispatch import RunnerStatistics, Settle, application_error
 from ppy.app.function import Function
 from ppy.app.source import Source
@@ -239,14 +241,15 @@ class ThreadRunner:
         return RunnerStatistics("threads", self.threads, 0, self.abandoned)
 
 
-class SyncCall:
-    """A lane outcome that calls back instead of waking a task; maps failures as :meth:`ThreadRunner.run`."""
+class SyncCall(msgspec.Struct):
+    """A lane outcome that calls back instead of waking a task; maps failures as :meth:`ThreadRunner.run`.
+    A ``msgspec.Struct``: one is made per call, and C builds it ~2x faster than a Python ``__init__``."""
 
-    __slots__ = ("_done", "debug", "fn", "settle", "timeout")
-
-    def __init__(self, fn: Function, timeout: float, settle: Settle, debug: bool) -> None:
-        self.fn, self.timeout, self.settle, self.debug = fn, timeout, settle, debug
-        self._done = False
+    fn: Function
+    timeout: float
+    settle: Settle
+    debug: bool
+    _done: bool = False
 
     def done(self) -> bool:
         return self._done
