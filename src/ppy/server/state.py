@@ -58,12 +58,8 @@ class ServerState:
         self.dispatcher.spawn, self.dispatcher.forget = self.start_call, self.tasks.discard
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Start a call task the drain will wait for."""
-        loop = self._loop
-        if loop is None:  # asyncio.get_running_loop() costs a getpid() system call on 3.11: once per process
-            loop = self._loop = asyncio.get_running_loop()
-        task = loop.create_task(coro)
-        self.tasks.add(task)
+        """Start a task the drain will wait for; it leaves ``tasks`` when done."""
+        task = self.start_call(coro)
         task.add_done_callback(self.tasks.discard)
         return task
 
@@ -71,7 +67,7 @@ class ServerState:
         """:meth:`spawn` for ``Dispatcher.begin``, whose coroutine leaves ``tasks`` itself as it ends (no
         done callback; one cancelled before its first step stays, which only a drain's deadline does)."""
         loop = self._loop
-        if loop is None:
+        if loop is None:  # asyncio.get_running_loop() costs a getpid() system call on 3.11: once per process
             loop = self._loop = asyncio.get_running_loop()
         task = loop.create_task(coro)
         self.tasks.add(task)

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ppy.app.dispatch import Observations
+
 WINDOW = 300  # seconds of history the console shows ("the last minutes")
 STEP = 5  # seconds per chart point: 60 points per chart
 RATE_SPAN = 10  # seconds averaged for the "calls/s now" figure
@@ -86,7 +88,7 @@ class Stats:
         self.methods: dict[str, deque[Slot]] = {}
         self._current: dict[str, Slot] = {}  # known method -> its latest slot
 
-    def observe(self, observations: dict[tuple[str, str, int], list[float]]) -> None:
+    def observe(self, observations: Observations) -> None:
         """The dispatcher's observer hook: the calls one event-loop turn finished, grouped by method,
         dialect and outcome.  A method's slot of the current second is one dict hit away; only the
         first call of a second (or of an unknown method) looks further."""
