@@ -66,8 +66,9 @@ def parse(data: bytes | str, *, max_depth: int = 64, max_batch: int = 100) -> tu
 
     Never raises: malformed JSON becomes a ``Rejected`` with id ``None``.
     """
-    if isinstance(data, bytes) and data.count(b"[") + data.count(b"{") <= max_depth:
-        # Fast path: too few brackets to nest past the limit, so the struct's verdict is the whole one.
+    if isinstance(data, bytes) and (len(data) <= max_depth or data.count(b"[") + data.count(b"{") <= max_depth):
+        # Fast path: too few brackets to nest past the limit, so the struct's verdict is the whole one
+        # (a line no longer than the limit cannot hold more brackets: no need to count them).
         try:
             doc = _fast.decode(data)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
