@@ -290,6 +290,8 @@ class Dispatcher:
                 if fn is None:  # common cases: two Python calls less per call
                     raise registry.not_found(method)
                 params = call.params
+                args: tuple[Any, ...]
+                kwargs: dict[str, Any]
                 if fn.no_params and not params:
                     args, kwargs = (), {}
                 else:
