@@ -60,6 +60,9 @@ UNAUTHORIZED = ("token required: authenticate first (lines: call rpc.auth with [
                 '"token" key; HTTP: send Authorization: Bearer <token>)')
 CUT_OFF = ("server is shutting down and this call did not finish within the drain deadline "
            "(--timeout); it may have run partly: check before retrying")
+#: The message of the cancellation that cuts a call's task off at the drain deadline: how the runner tells
+#: it from a cancellation the function's own code asked for (ppy.run.threads.Resume).
+CUT_OFF_CANCEL = "ppy: drain deadline passed"
 
 
 @dataclass(frozen=True)

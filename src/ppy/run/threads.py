@@ -37,7 +37,7 @@ from typing import Any
 
 import msgspec
 
-from ppy.app.dispatch import RunnerStatistics, Settle, application_error
+from ppy.app.dispatch import CUT_OFF_CANCEL, RunnerStatistics, Settle, application_error
 from ppy.app.function import Function
 from ppy.app.source import Source
 from ppy.errors import CallTimeout
@@ -120,7 +120,7 @@ class ThreadRunner:
                         os._exit(0)
                 async with asyncio.timeout(timeout) as deadline:
                     try:
-                        return await Resume(coro, waiting, self._abandoned)
+                        return await Resume(coro, waiting, self._abandoned, functools.partial(_imposed, deadline))
                     finally:
                         if _fork.child:
                             os._exit(0)
@@ -319,21 +319,30 @@ def _timed_call(speed: Speed, fn: Function, args: tuple[Any, ...], kwargs: dict[
             os._exit(0)
 
 
+def _imposed(deadline: asyncio.Timeout, cancelled: BaseException) -> bool:
+    """Whether a cancellation comes from the server: the call's deadline, or the drain cutting calls off.
+    Any other (a TaskGroup cancelling its parent when a child failed) is the function's own business."""
+    return deadline.expired() or CUT_OFF_CANCEL in cancelled.args
+
+
 class Resume:
     """Awaiting this resumes a coroutine whose first step already ran and yielded ``waiting``.
 
     It hands what the coroutine yields to the task and what the task sends (or throws, such as
     the deadline's cancellation) back to the coroutine, exactly as ``await coro`` would have —
-    with one difference: a coroutine that swallows a cancellation (a retry loop around
-    ``except BaseException``) and waits again is not driven any further.  The cancellation goes
-    on up, so the caller gets its -32001 at the deadline and the drain ends on time, and
-    ``on_abandon`` closes the coroutine and counts it.
+    with one difference: a coroutine that swallows a cancellation the server imposed (``imposed``
+    says which: the deadline's or the drain's; a retry loop around ``except BaseException``) and
+    waits again is not driven any further.  The cancellation goes on up, so the caller gets its
+    -32001 at the deadline and the drain ends on time, and ``on_abandon`` counts the coroutine.  A
+    cancellation the function's own code asked for (``asyncio.TaskGroup`` cancels the call's task
+    when a child fails, then waits for the other children) is the function's to handle.
     """
 
-    __slots__ = ("coro", "on_abandon", "waiting")
+    __slots__ = ("coro", "imposed", "on_abandon", "waiting")
 
-    def __init__(self, coro: Any, waiting: Any, on_abandon: Callable[[Any], None] | None = None) -> None:
-        self.coro, self.waiting, self.on_abandon = coro, waiting, on_abandon
+    def __init__(self, coro: Any, waiting: Any, on_abandon: Callable[[Any], None] | None = None,
+                 imposed: Callable[[BaseException], bool] | None = None) -> None:
+        self.coro, self.waiting, self.on_abandon, self.imposed = coro, waiting, on_abandon, imposed
 
     def __await__(self) -> Generator[Any, Any, Any]:
         coro, waiting = self.coro, self.waiting
@@ -345,7 +354,8 @@ class Resume:
                     waiting = coro.throw(exc)
                 except StopIteration as done:
                     return done.value
-                if isinstance(exc, asyncio.CancelledError) and self.on_abandon is not None:
+                if isinstance(exc, asyncio.CancelledError) and self.on_abandon is not None and (
+                        self.imposed is None or self.imposed(exc)):
                     self.on_abandon(coro)
                     raise exc from None
             else:

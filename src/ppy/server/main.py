@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ppy import __version__
+from ppy.app.dispatch import CUT_OFF_CANCEL
 from ppy.config import Config
 from ppy.run import forksafe
 from ppy.server import handover as handover_mod
@@ -330,7 +331,7 @@ async def _finish_calls_and_connections(state: ServerState) -> None:
             conn.drain_close()
     late = set(state.tasks)
     for task in late:
-        task.cancel()
+        task.cancel(CUT_OFF_CANCEL)
     if late:
         log.warning("drain deadline passed: %d calls cut off with an error", len(late))
         await asyncio.wait(late, timeout=1.0)  # they write their error replies as they unwind
