@@ -72,6 +72,7 @@ def test_asyncio_timeout_in_user_code(server: Server) -> None:
     with server.connect() as sock:
         assert call(sock, "sem.own_timeout_expires") == "caught"
         assert call(sock, "sem.own_timeout_not_reached") == "done"
+        assert call(sock, "sem.retries_with_own_timeouts") == 3  # expiries it caught are its own
         assert call(sock, "rpc.ping") == "pong"
 
 

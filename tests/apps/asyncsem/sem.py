@@ -104,3 +104,17 @@ async def stubborn(seconds: float) -> str:
         except BaseException:  # the misbehaviour under test
             continue
     return "finished"
+
+
+async def retries_with_own_timeouts() -> int:
+    """A retry loop around asyncio.timeout: each expiry is caught and the function waits again."""
+    attempts = 0
+    for _ in range(3):
+        attempts += 1
+        try:
+            async with asyncio.timeout(0.01):
+                await asyncio.sleep(5)
+        except TimeoutError:
+            continue
+    await asyncio.sleep(0.01)
+    return attempts
