@@ -55,6 +55,10 @@ class LineDecoder:
             self._pos = self._scanned = 0
             error, self._error = self._error, None
             raise ProtocolError(error)
+        if not self.buffer and (nl := data.find(b"\n")) == len(data) - 1 and 0 < nl <= self.max_frame_bytes \
+                and data[nl - 1] != _CR and (limit is None or limit > 0):
+            # The most common case of all: one whole request per read (a client waiting for each reply).
+            return [] if data.isspace() else [data[:nl]]
         if (not self.buffer and data.endswith(b"\n") and len(data) <= self.max_frame_bytes
                 and (limit is None or data.count(b"\n") <= limit) and b"\r" not in data):
             # The common case: whole requests in one read (one, or a pipelined burst), none too long, no
