@@ -71,8 +71,8 @@ def _has_non_finite(value: Any) -> bool:
     return False
 
 
-def _scalar(value: Any) -> bool:
-    return value is None or type(value) in (str, int, bool)
+#: Results that cannot hide a NaN: their output needs no second look.
+_SCALARS = frozenset((str, int, bool, type(None)))
 
 
 def encode(value: Any) -> bytes:
@@ -87,7 +87,7 @@ def encode(value: Any) -> bytes:
         out = _encoder.encode(value)
     except (TypeError, OverflowError, ValueError, RecursionError) as exc:  # ValueError: a lone surrogate
         raise InternalError(_unencodable(value, exc)) from None
-    if not _scalar(value) and b"null" in out and _has_non_finite(msgspec.to_builtins(value)):
+    if b"null" in out and type(value) not in _SCALARS and _has_non_finite(msgspec.to_builtins(value)):
         raise InternalError("result contains NaN or Infinity, which JSON cannot carry; return None or a string")
     return out
 

@@ -79,7 +79,7 @@ class LinesHandler:
         if item.method == "rpc.auth":
             conn.authed = True
         if not item.notify:
-            conn.send_line(jsonrpc.encode_result(item.id, started))
+            conn.send(jsonrpc.encode_result_line(item.id, started))
         return True
 
     def _settled(self, item: Call, outcome: bytes | PpyError) -> None:
@@ -89,7 +89,7 @@ class LinesHandler:
             if isinstance(outcome, PpyError):
                 reply = jsonrpc.encode_error(item.id, outcome) + b"\n"
             else:
-                reply = jsonrpc.encode_result(item.id, outcome) + b"\n"
+                reply = jsonrpc.encode_result_line(item.id, outcome)
         self.conn.finished(1, reply)
 
     async def _reply(self, item: jsonrpc.Item) -> bytes | None:
