@@ -38,10 +38,11 @@ class Rejected:
 Item = Call | Rejected
 
 
-class _Request(msgspec.Struct):
+class _Request(msgspec.Struct, forbid_unknown_fields=True):
     """A well-formed request, validated in C while it is decoded (0.45 µs against 1.5 µs for a decode
     to dicts plus :func:`request_from_obj`).  Anything it refuses takes the slow path, which finds the
-    same verdict and words the error; so this only ever accepts what ``request_from_obj`` accepts."""
+    same verdict and words the error; so this only ever accepts what ``request_from_obj`` accepts.
+    Members it does not know take the slow path too, so that ``params`` holds all its nesting."""
 
     jsonrpc: Literal["2.0"]
     method: Annotated[str, msgspec.Meta(min_length=1)]
@@ -66,17 +67,20 @@ def parse(data: bytes | str, *, max_depth: int = 64, max_batch: int = 100) -> tu
 
     Never raises: malformed JSON becomes a ``Rejected`` with id ``None``.
     """
-    if isinstance(data, bytes) and (len(data) <= max_depth or data.count(b"[") + data.count(b"{") <= max_depth):
-        # Fast path: too few brackets to nest past the limit, so the struct's verdict is the whole one
-        # (a line no longer than the limit cannot hold more brackets: no need to count them).
+    if isinstance(data, bytes):
+        # Fast path: the struct's verdict, once the nesting is known to be within the limit (the request
+        # object is one level, its params the rest; a batch is one more).  msgspec refuses nesting past
+        # the interpreter's recursion limit itself (RecursionError).
         try:
             doc = _fast.decode(data)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             pass  # the slow path below says what is wrong
         else:
             if isinstance(doc, _Request):
-                return [_call(doc)], False
-            if doc and len(doc) <= max_batch:
+                if len(data) <= max_depth or not jsonvalue.nests_too_deep(doc.params, data, max_depth - 1):
+                    return [_call(doc)], False
+            elif doc and len(doc) <= max_batch and (
+                    len(data) <= max_depth or data.count(b"[") + data.count(b"{") <= max_depth):
                 return [_call(req) for req in doc], True
     try:
         doc = jsonvalue.decode(data, max_depth)

@@ -34,9 +34,44 @@ def decode(data: bytes | str, max_depth: int) -> Any:
         raise ParseError(f"request is not valid UTF-8 (byte {exc.start}); encode text as UTF-8") from None
     except RecursionError:
         raise InvalidRequest(f"request nests deeper than {max_depth} levels; flatten it") from None
-    if data.count(b"[") + data.count(b"{") > max_depth and depth_exceeds(value, max_depth):
+    if nests_too_deep(value, data, max_depth):
         raise InvalidRequest(f"request nests deeper than {max_depth} levels; flatten it")
     return value
+
+
+#: Values :func:`nests_too_deep` looks at before it counts brackets instead.
+WALK_BUDGET = 256
+
+
+def nests_too_deep(value: Any, text: bytes, limit: int) -> bool:
+    """Whether ``value`` (decoded from ``text``) has more than ``limit`` nested arrays/objects.
+
+    Exact, cheapest way first.  A text no longer than the limit cannot hold more brackets.  A value made
+    of few arrays and objects (a 64 KiB string in a list) is walked: a bracket count over the bytes costs
+    ~0.3 ns a byte, ~40 µs for 64 KiB, against ~0.5 µs for the walk.  A value with many elements (a list
+    of 10,000 numbers) would cost more to walk than to count: past ``WALK_BUDGET`` elements the count in
+    C decides whether the full walk is needed at all.
+    """
+    if len(text) <= limit:
+        return False
+    budget = WALK_BUDGET
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children: Any
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        budget -= len(children)
+        if budget < 0:
+            return text.count(b"[") + text.count(b"{") > limit and depth_exceeds(value, limit)
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def depth_exceeds(value: Any, limit: int) -> bool:
@@ -87,7 +122,7 @@ def encode(value: Any) -> bytes:
         out = _encoder.encode(value)
     except (TypeError, OverflowError, ValueError, RecursionError) as exc:  # ValueError: a lone surrogate
         raise InternalError(_unencodable(value, exc)) from None
-    if b"null" in out and type(value) not in _SCALARS and _has_non_finite(msgspec.to_builtins(value)):
+    if type(value) not in _SCALARS and b"null" in out and _has_non_finite(msgspec.to_builtins(value)):
         raise InternalError("result contains NaN or Infinity, which JSON cannot carry; return None or a string")
     return out
 
