@@ -1,8 +1,8 @@
 """JSON values in and out, with the safety limits every dialect shares.
 
 Decoding enforces a nesting depth (default 64) without recursing on hostile
-input: a cheap C-speed bracket count decides whether the exact check is
-needed at all.  Encoding accepts the extra types of docs/app-folder.md (tuple, set,
+input (``nests_too_deep``: a bounded walk of the decoded value, or a bracket
+count when the value has many elements).  Encoding accepts the extra types of docs/app-folder.md (tuple, set,
 datetime, Decimal, UUID, Enum, dataclass, bytes) and refuses NaN/Infinity,
 which msgspec would silently write as ``null``.
 """
