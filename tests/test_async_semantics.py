@@ -18,14 +18,10 @@ from typing import Any
 import pytest
 
 from conftest import APPS, Server, legacy_frame, recv_all, recv_line
-from probes import parse_legacy
+from probes import parse_legacy, request
 
 pytestmark = pytest.mark.timeout(60)
 APP = APPS / "asyncsem"
-
-
-def request(method: str, params: Any = None, rid: int = 1) -> bytes:
-    return json.dumps({"jsonrpc": "2.0", "method": method, "params": params or [], "id": rid}).encode() + b"\n"
 
 
 def call(sock: socket.socket, method: str, params: Any = None) -> Any:

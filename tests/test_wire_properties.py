@@ -221,6 +221,27 @@ def test_depth_limit_is_exact(depth: int, limit: int) -> None:
         assert jsonvalue.decode(text, limit) == json.loads(text)
 
 
+# Nested arrays/objects, some of them wide (past the walk budget of nests_too_deep, which then counts).
+NESTED = st.recursive(
+    st.integers(0, 9) | st.text(max_size=3),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=2), inner, max_size=3)
+    | st.lists(st.integers(0, 9), min_size=250, max_size=300).map(lambda wide: [wide, [wide]]),
+    max_leaves=40)
+
+
+@PROPS
+@given(value=NESTED, limit=st.integers(min_value=1, max_value=12))
+def test_the_cheap_nesting_check_agrees_with_the_full_walk(value: Any, limit: int) -> None:
+    """nests_too_deep (short text, bounded walk, then a bracket count) against the unbounded walk, and the
+    request fast path against the decode of the same document to dicts."""
+    text = json.dumps(value).encode()
+    assert jsonvalue.nests_too_deep(value, text, limit) is bool(jsonvalue.depth_exceeds(value, limit))
+    line = json.dumps({"jsonrpc": "2.0", "method": "m", "params": [value], "id": 1}).encode()
+    (item,), _ = jsonrpc.parse(line, max_depth=limit + 2)
+    too_deep = bool(jsonvalue.depth_exceeds(value, limit))
+    assert isinstance(item, jsonrpc.Rejected) is too_deep, (item, limit)
+
+
 # -- result encoding ---------------------------------------------------------------------------
 
 ENCODERS: list[tuple[str, Callable[[Any], Any]]] = [

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -54,7 +53,15 @@ def nests_too_deep(value: Any, text: bytes, limit: int) -> bool:
     """
     if len(text) <= limit:
         return False
-    budget = WALK_BUDGET
+    verdict = depth_exceeds(value, limit, WALK_BUDGET)
+    if verdict is None:
+        return text.count(b"[") + text.count(b"{") > limit and bool(depth_exceeds(value, limit))
+    return verdict
+
+
+def depth_exceeds(value: Any, limit: int, budget: int | None = None) -> bool | None:
+    """True when ``value`` has more than ``limit`` nested arrays/objects (iterative); None when that would
+    take looking at more than ``budget`` elements."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -67,27 +74,10 @@ def nests_too_deep(value: Any, text: bytes, limit: int) -> bool:
             continue
         if depth > limit:
             return True
-        budget -= len(children)
-        if budget < 0:
-            return text.count(b"[") + text.count(b"{") > limit and depth_exceeds(value, limit)
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return False
-
-
-def depth_exceeds(value: Any, limit: int) -> bool:
-    """True when ``value`` has more than ``limit`` nested arrays/objects (iterative)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children: Iterable[Any]
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
+        if budget is not None:
+            budget -= len(children)
+            if budget < 0:
+                return None
         stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
     return False
 
