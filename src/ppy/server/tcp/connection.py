@@ -54,7 +54,7 @@ class Phase(enum.Enum):
     CLOSED = "closed"  # connection_lost
 
 
-_OPEN, _EOF, _CLOSING = Phase.OPEN, Phase.EOF, Phase.CLOSING  # read on every request: one global lookup each
+_OPEN, _EOF = Phase.OPEN, Phase.EOF  # read on every request: one global lookup each
 
 
 class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.DecryptsInPlace
@@ -422,10 +422,9 @@ class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decrypt
     def _maybe_close(self, draining: bool = False) -> None:
         """Nothing is running: close if the connection is done, else restart its idle clock."""
         phase = self.phase
-        if self.calls or phase is _CLOSING or phase is Phase.CLOSED:
+        if self.calls or phase is Phase.CLOSING or phase is Phase.CLOSED:
             return
-        handler = self.handler  # _owes_input(), inlined: this runs once per call
-        owed = bool(self.prefix) if handler is None else bool(self._lines or handler.decoder.buffer)
+        owed = self._owes_input()
         if phase is Phase.FINISHING or ((draining or self.state.draining) and not owed):
             self._close()
         elif not owed:  # _arm_idle, inlined (once per call)
