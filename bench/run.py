@@ -4,7 +4,8 @@
     python bench/run.py --smoke         # one 1 s point per dialect, for CI: checks it runs, not speed
     python bench/run.py --only 'legacy' # only the points whose label matches a regex
 
-Each point is run ``--repeats`` times; we report the median calls/s and its
+Each point is run ``--repeats`` times, in rounds (every server stays up; each
+round measures every point once, ppy next to its baselines); we report the median calls/s and its
 spread (min..max as ± % of the median), the median p50/p99, the worst max
 latency, and the server's CPU time per call.  Ratios are between medians of
 the same run, so a slower or faster machine changes the numbers, not the
@@ -14,6 +15,7 @@ ratios.  Raw results go to bench/results.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import re
@@ -157,16 +159,27 @@ def measure(server: procs.Server, port: int, point: Point, duration: float, warm
 
 
 def run_points(points: list[Point], http: bool, duration: float, warmup: float, repeats: int) -> None:
-    by_server: dict[str, list[Point]] = {}
-    for point in points:
-        by_server.setdefault(point.server, []).append(point)
-    for name, group in by_server.items():
-        server, ports = start(name, http)
-        with server:
-            for point in group:
-                for _ in range(repeats):
-                    point.runs.append(measure(server, ports[point.dialect], point, duration, warmup))
-                print(f"  {report.line(point)}", flush=True)
+    """Every server is started first and stays up; then each round measures every point once.
+
+    Rounds, not all repeats of one server in a row: on a shared machine the load of the neighbours
+    drifts over minutes, and a ratio between two servers measured minutes apart carried that drift
+    (0.71x and 0.98x for the same two servers in two runs, docs/performance.md).  Interleaved, and
+    with the points of one workload measured back to back (ppy next to its baselines), each median
+    comes from the same stretches of time as the median it is divided by.
+    """
+    order = sorted(points, key=lambda p: (p.dialect, p.method, p.params, p.connections, p.pipeline))
+    with contextlib.ExitStack() as stack:
+        started: dict[str, tuple[procs.Server, dict[str, int]]] = {}
+        for point in points:
+            if point.server not in started:
+                server, ports = start(point.server, http)
+                started[point.server] = stack.enter_context(server), ports
+        for round_ in range(repeats):
+            for point in order:
+                server, ports = started[point.server]
+                point.runs.append(measure(server, ports[point.dialect], point, duration, warmup))
+                if round_ == repeats - 1:
+                    print(f"  {report.line(point)}", flush=True)
 
 
 def open_idle(port: int, count: int) -> list[socket.socket]:
