@@ -239,7 +239,7 @@ def run_workers(duration: float, warmup: float, repeats: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--duration", type=float, default=4.0, help="seconds measured per repeat (4: the run takes ~16 min)")
+    ap.add_argument("--duration", type=float, default=4.0, help="seconds per repeat (4: the run takes ~16 min)")
     ap.add_argument("--warmup", type=float, default=0.5, help="seconds of load before measuring")
     # Five: on a shared machine one point's repeats spread by +-10-15%; the median of three moved a ratio
     # across its target (1.19x and 1.35x for target 4 in two runs of the same commit, docs/performance.md).
