@@ -21,7 +21,7 @@ from conftest import APPS
 from harness import Pipe, request, serve_in_memory, until
 from ppy.server.tcp.auth import MAX_WRONG_TOKENS
 from ppy.server.tcp.bounds import HIGH_WATER
-from ppy.server.tcp.connection import Phase
+from ppy.server.tcp.phase import Phase
 
 APP = APPS / "hostile"
 pytestmark = [pytest.mark.fast, pytest.mark.timeout(60)]

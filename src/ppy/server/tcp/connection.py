@@ -20,7 +20,6 @@ where flow control lives (docs/security.md, "Limits"):
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from collections import deque
 from typing import cast
@@ -32,6 +31,7 @@ from ppy.server.tcp.bounds import CHUNK_LINES, FLUSH_BYTES, HIGH_WATER, LOW_WATE
 from ppy.server.tcp.dialect import Handler
 from ppy.server.tcp.legacy import LegacyHandler
 from ppy.server.tcp.lines import LinesHandler
+from ppy.server.tcp.phase import CLOSED, CLOSING, EOF, FINISHING, OPEN, READABLE, REFUSING, SNIFFING
 from ppy.wire import jsonrpc
 from ppy.wire.model import Dialect
 from ppy.wire.sniff import Verdict, sniff
@@ -40,21 +40,6 @@ log = logging.getLogger("ppy.server")
 
 NOT_A_REQUEST = ParseError(
     "not a request: send a JSON-RPC 2.0 object per line, or a legacy 11-byte header frame")
-
-
-class Phase(enum.Enum):
-    """Where a connection is in its life; every transition is in this module."""
-
-    SNIFFING = "sniffing"  # the first bytes have not told the dialect yet
-    REFUSING = "refusing"  # over --max-connections or draining: answer -32002 in its dialect, then close
-    OPEN = "open"  # reading and handling requests
-    EOF = "eof"  # the peer closed its side: the requests it sent are still handled
-    FINISHING = "finishing"  # reads no more; closes once the replies owed are written
-    CLOSING = "closing"  # transport.close() called: flushing
-    CLOSED = "closed"  # connection_lost
-
-
-_OPEN, _EOF = Phase.OPEN, Phase.EOF  # read on every request: one global lookup each
 
 
 class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.DecryptsInPlace
@@ -66,7 +51,7 @@ class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decrypt
         self.dispatcher = state.dispatcher
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.phase = Phase.SNIFFING
+        self.phase = SNIFFING
         self.dialect: Dialect | None = None
         self.handler: Handler | None = None
         self.prefix = b""  # bytes received before the dialect is known
@@ -96,7 +81,7 @@ class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decrypt
         state = self.state
         if self.refusal or state.open_connections >= self.config.max_connections or state.draining:
             # Answer in the client's own dialect once we know it, then close.
-            self.phase = Phase.REFUSING
+            self.phase = REFUSING
             state.refused += 1
             self._deadline = self.loop.call_later(1.0, self.abort)
             return
@@ -104,7 +89,7 @@ class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decrypt
         self._arm_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.phase = Phase.CLOSED
+        self.phase = CLOSED
         self._cancel_timers()
         if not self.lost.done():
             self.lost.set_result(None)
@@ -114,7 +99,7 @@ class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decrypt
                 self.state.by_dialect[self.dialect] -= 1
 
     def data_received(self, data: bytes) -> None:
-        if self.phase not in (Phase.SNIFFING, Phase.REFUSING, Phase.OPEN):
+        if self.phase not in READABLE:
             return
         if self.handler is None:
             if not self._choose_dialect(data):
@@ -130,11 +115,11 @@ class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decrypt
 
     def eof_received(self) -> bool | None:
         # Half-closed clients still get their replies; close once they are written.
-        if self.phase is Phase.OPEN:
-            self.phase = Phase.EOF
+        if self.phase is OPEN:
+            self.phase = EOF
             self._pump()
-        elif self.phase in (Phase.SNIFFING, Phase.REFUSING):
-            self.phase = Phase.FINISHING
+        elif self.phase in (SNIFFING, REFUSING):
+            self.phase = FINISHING
             self._maybe_close()
         return True
 
@@ -159,14 +144,14 @@ class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decrypt
         self._maybe_close(draining=True)
 
     def goaway(self) -> None:  # a handover (ppy.server.handover): the lines handler says rpc.goaway once
-        if self.handler is not None and self.phase in (Phase.OPEN, Phase.EOF):
+        if self.handler is not None and self.phase in (OPEN, EOF):
             self.handler.goaway()
 
     def abort(self) -> None:
         """Drop the connection now, unsent replies and all (a deadline passed)."""
         self._cancel_timers()
-        if self.phase is not Phase.CLOSED:
-            self.phase = Phase.CLOSING
+        if self.phase is not CLOSED:
+            self.phase = CLOSING
         if self.transport is not None:
             self.transport.abort()
 
@@ -182,7 +167,7 @@ class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decrypt
         budget = TURN_BUDGET
         handle, decoder, lines = handler.handle, handler.decoder, self._lines
         try:
-            while ((phase := self.phase) is _OPEN or phase is _EOF) and not self._output_blocked \
+            while ((phase := self.phase) is OPEN or phase is EOF) and not self._output_blocked \
                     and self.calls < self.window:
                 if not lines:
                     if not decoder.buffer or not decoder.ready:  # the attribute first: one request per read
@@ -206,13 +191,13 @@ class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decrypt
         if self._out:
             self._flush()
         held = bool(lines) or (bool(decoder.buffer) and decoder.ready)
-        if self.phase is _EOF and not held:
-            self.phase = Phase.FINISHING
+        if self.phase is EOF and not held:
+            self.phase = FINISHING
             try:
                 decoder.feed_eof()
             except ProtocolError as exc:
                 self._protocol_error(exc)
-        reading = self.phase is _OPEN and not self._output_blocked and self.calls < self.window and not held
+        reading = self.phase is OPEN and not self._output_blocked and self.calls < self.window and not held
         if reading is not self._reading:
             self._set_reading(reading)
         if decoder.buffer or self._deadline is not None:
@@ -234,7 +219,7 @@ class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decrypt
                 elif not self._flush_posted:
                     self._flush_posted = True
                     self.loop.call_soon(self._flush)
-        if (not self._reading or self._lines) and ((phase := self.phase) is _OPEN or phase is _EOF):
+        if (not self._reading or self._lines) and ((phase := self.phase) is OPEN or phase is EOF):
             self._pump()  # the window may have opened
         elif not calls:
             self._maybe_close()  # or restart the idle clock
@@ -259,7 +244,7 @@ class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decrypt
         if self.wrong_tokens < MAX_WRONG_TOKENS:
             return
         log_wrong_tokens(self._peer())
-        self.phase = Phase.FINISHING
+        self.phase = FINISHING
         self._lines.clear()
         self._set_reading(False)
 
@@ -282,7 +267,7 @@ class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decrypt
             self._close()
             return False
         self.handler = LegacyHandler(self) if verdict is Verdict.LEGACY else LinesHandler(self)
-        if self.phase is Phase.REFUSING:
+        if self.phase is REFUSING:
             self._write(self.handler.error_frame(Overloaded(self.refusal or (
                 f"server has {self.config.max_connections} connections open (--max-connections) "
                 "or is shutting down; retry later"))))
@@ -290,7 +275,7 @@ class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decrypt
             return False
         self.dialect = Dialect.LEGACY if verdict is Verdict.LEGACY else Dialect.LINES
         self.state.by_dialect[self.dialect] += 1
-        self.phase = Phase.OPEN
+        self.phase = OPEN
         return True
 
     def _set_reading(self, reading: bool) -> None:
@@ -305,8 +290,8 @@ class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decrypt
 
     def finish_reading(self) -> None:
         """Read no more from this connection (a legacy connection carries one call)."""
-        if self.phase is Phase.OPEN or self.phase is Phase.EOF:
-            self.phase = Phase.FINISHING
+        if self.phase is OPEN or self.phase is EOF:
+            self.phase = FINISHING
         self._set_reading(False)
 
     def _protocol_error(self, exc: ProtocolError) -> None:
@@ -316,7 +301,7 @@ class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decrypt
             self._flush()
         if exc.fatal:
             # Read no more, but let calls already running reply before the close.
-            self.phase = Phase.FINISHING
+            self.phase = FINISHING
             self._lines.clear()
             self._cancel_timers()
             self._set_reading(False)
@@ -332,13 +317,13 @@ class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decrypt
         else:
             decoder = self.handler.decoder
             partial = bool(decoder.buffer) and not self._lines and not decoder.ready
-        if partial and self.phase in (Phase.SNIFFING, Phase.REFUSING, Phase.OPEN):
+        if partial and self.phase in READABLE:
             if self._idle is not None:
                 self._idle.cancel()
                 self._idle = None
             if self._deadline is None:
                 self._deadline = self.loop.call_later(self.config.request_timeout, self._request_timed_out)
-        elif self._deadline is not None and self.phase is not Phase.REFUSING:
+        elif self._deadline is not None and self.phase is not REFUSING:
             self._deadline.cancel()
             self._deadline = None
 
@@ -354,12 +339,12 @@ class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decrypt
         """Restart the idle clock.  The timer is not replaced per request (that cost two timer
         operations per call): it fires at the first possible moment and re-arms itself for the rest."""
         self._idle_from = self.loop.time()
-        if self._idle is None and self.phase is not Phase.CLOSED and not self.calls:
+        if self._idle is None and self.phase is not CLOSED and not self.calls:
             self._idle = self.loop.call_at(self._idle_from + self.config.idle_timeout, self._idle_fired)
 
     def _idle_fired(self) -> None:
         self._idle = None
-        if self.phase is Phase.CLOSED or self.calls or self._owes_input():
+        if self.phase is CLOSED or self.calls or self._owes_input():
             return  # busy: the idle clock restarts when its calls finish or its request is complete
         due = self._idle_from + self.config.idle_timeout
         if due > self.loop.time():
@@ -375,14 +360,14 @@ class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decrypt
     def _send_check(self) -> None:
         """Replies have waited --send-timeout: abort unless the client read some of them meanwhile."""
         self._send_timer = None
-        if self.transport is None or self.phase is Phase.CLOSED:
+        if self.transport is None or self.phase is CLOSED:
             return
         waiting = self.transport.get_write_buffer_size()
-        if not waiting or (waiting < self._send_mark and (self._output_blocked or self.phase is Phase.CLOSING)):
+        if not waiting or (waiting < self._send_mark and (self._output_blocked or self.phase is CLOSING)):
             if waiting:
                 self._arm_send_timer()  # progress: give it another period
             return
-        if not self._output_blocked and self.phase is not Phase.CLOSING:
+        if not self._output_blocked and self.phase is not CLOSING:
             return  # below the high-water mark again and not closing: nothing is stuck
         log.info("aborting connection from %s: %d bytes of replies not read for %g s (--send-timeout)",
                  self._peer(), waiting, self.config.send_timeout)
@@ -422,10 +407,10 @@ class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decrypt
     def _maybe_close(self, draining: bool = False) -> None:
         """Nothing is running: close if the connection is done, else restart its idle clock."""
         phase = self.phase
-        if self.calls or phase is Phase.CLOSING or phase is Phase.CLOSED:
+        if self.calls or phase is CLOSING or phase is CLOSED:
             return
         owed = self._owes_input()
-        if phase is Phase.FINISHING or ((draining or self.state.draining) and not owed):
+        if phase is FINISHING or ((draining or self.state.draining) and not owed):
             self._close()
         elif not owed:  # _arm_idle, inlined (once per call)
             self._idle_from = self.loop.time()
@@ -433,11 +418,11 @@ class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decrypt
                 self._idle = self.loop.call_at(self._idle_from + self.config.idle_timeout, self._idle_fired)
 
     def _close(self) -> None:
-        if self.phase is Phase.CLOSED:
+        if self.phase is CLOSED:
             return
         self._cancel_timers()
         self._flush()
-        self.phase = Phase.CLOSING
+        self.phase = CLOSING
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.close()
