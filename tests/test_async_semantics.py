@@ -52,7 +52,24 @@ def test_current_task_is_one_task_per_call_across_awaits(server: Server) -> None
 def test_a_call_that_never_waits_still_has_its_own_running_task(server: Server) -> None:
     with server.connect() as sock:
         seen = call(sock, "sem.task_without_await")
-    assert seen == {"is_task": True, "done": False, "in_all_tasks": True}
+    assert seen == {"is_task": True, "done": False, "in_all_tasks": True, "name": "sem.task_without_await"}
+
+
+def test_a_task_factory_set_on_the_loop_makes_the_call_tasks(server: Server) -> None:
+    """ppy names its call tasks as it makes them, past ``loop.create_task``; a factory the app installs
+    on the loop must still be used for them."""
+    with server.connect() as sock:
+        before = call(sock, "sem.factory_count")
+        assert call(sock, "sem.use_task_factory", [True]) is True
+        try:
+            seen = call(sock, "sem.task_without_await")
+            made = call(sock, "sem.factory_count") - before
+        finally:
+            call(sock, "sem.use_task_factory", [False])
+        assert made >= 2  # the call to task_without_await and the one to factory_count each got a task
+        assert seen["is_task"] and seen["name"] == "sem.task_without_await", seen
+        after = call(sock, "sem.factory_count")
+        assert call(sock, "sem.factory_count") == after  # removed again: ppy makes its tasks itself
 
 
 def test_context_variables_are_per_call(server: Server) -> None:

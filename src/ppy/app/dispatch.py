@@ -223,10 +223,11 @@ class Dispatcher:
         self._observed: Observations = {}  # finished calls the observers have not seen yet
         self._unobserved = 0  # how many
         self._loop: asyncio.AbstractEventLoop | None = None  # where the flush is posted (see _post_flush)
-        #: Starts the task of a call that needs one; the server replaces it with one the drain tracks, and
+        #: Starts the task of a call that needs one, named after the method called (``asyncio.current_task()
+        #: .get_name()`` in user code); the server replaces it with one the drain tracks, and
         #: ``forget`` with what takes the task out again: the call's coroutine does that as it ends, which
         #: costs less than a done callback (a callback is one more loop handle per call).
-        self.spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]] = _create_task
+        self.spawn: Callable[[Coroutine[Any, Any, Any], str], asyncio.Task[Any]] = _create_task
         self.forget: Callable[[asyncio.Task[Any]], object] = _ignore
         #: [stream hook] stream_observer(method, outcome, items, seconds), ppy.app.streaming
         self.stream_observers: list[Callable[[str, str, int, float], None]] = []
@@ -274,7 +275,7 @@ class Dispatcher:
         fn = handle.fn
         if fn.is_async or fn.streams or not self.runner.start_sync(fn, handle.args, handle.kwargs,
                                                                    self._timeout(call), handle.settle):
-            handle.task = self.spawn(self._run(handle))  # its settle() hands the reply to ``then``
+            handle.task = self.spawn(self._run(handle), call.method)  # its settle() hands the reply to ``then``
         return None
 
     def _admit(self, call: Call, dialect: str, authed: bool, encode: Encoder, then: Then | None,
@@ -423,8 +424,8 @@ class Dispatcher:
         raise self.registry.not_found(method)
 
 
-def _create_task(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-    return asyncio.get_running_loop().create_task(coro)
+def _create_task(coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+    return asyncio.get_running_loop().create_task(coro, name=name)
 
 
 def _ignore(task: asyncio.Task[Any]) -> None:

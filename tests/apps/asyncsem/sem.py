@@ -23,10 +23,33 @@ async def same_task_across_awaits(tag: str) -> dict:
 
 
 async def task_without_await() -> dict:
-    """A call that never waits still runs in a task of its own (not None, not shared, not done)."""
+    """A call that never waits still runs in a task of its own (not None, not shared, not done), named
+    after the method called."""
     task = asyncio.current_task()
     return {"is_task": isinstance(task, asyncio.Task), "done": task.done() if task else None,
-            "in_all_tasks": task in asyncio.all_tasks()}
+            "in_all_tasks": task in asyncio.all_tasks(), "name": task.get_name() if task else None}
+
+
+factory_made: list[str] = []  # what the task factory of use_task_factory() made, by coroutine
+
+
+async def use_task_factory(on: bool) -> bool:
+    """Install (or remove) a task factory on the server's loop that counts the tasks it makes."""
+    loop = asyncio.get_running_loop()
+    if not on:
+        loop.set_task_factory(None)
+        return False
+
+    def factory(loop: asyncio.AbstractEventLoop, coro, **kwargs) -> asyncio.Task:
+        factory_made.append(getattr(coro, "__qualname__", "?"))
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(factory)
+    return True
+
+
+async def factory_count() -> int:
+    return len(factory_made)
 
 
 async def context_isolated(value: str) -> dict:
