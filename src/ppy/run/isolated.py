@@ -43,8 +43,8 @@ from typing import Any
 
 import msgspec
 
-from ppy.app.dispatch import RunnerStatistics, Settle
 from ppy.app.function import Function
+from ppy.app.runner import RunnerStatistics, Settle
 from ppy.app.source import Source
 from ppy.errors import ERROR_BY_CODE, ApplicationError, CallTimeout, InternalError, PpyError, WorkerCrashed
 from ppy.run.isolated_stream import open_worker_source

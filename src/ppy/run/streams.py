@@ -132,7 +132,7 @@ class SyncSource:
 
     def _job(self) -> None:
         """In a pool thread: step the generator up to the batch limits, posting each item at once."""
-        from ppy.app.dispatch import application_error
+        from ppy.app.runner import application_error
 
         size = 0
         try:
@@ -193,7 +193,7 @@ class AsyncSource:
         self._closed = False
 
     async def pull(self) -> Pulled:
-        from ppy.app.dispatch import application_error
+        from ppy.app.runner import application_error
 
         pulled = Pulled()
         size = 0

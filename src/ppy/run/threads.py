@@ -37,8 +37,8 @@ from typing import Any
 
 import msgspec
 
-from ppy.app.dispatch import CUT_OFF_CANCEL, RunnerStatistics, Settle, application_error
 from ppy.app.function import Function
+from ppy.app.runner import CUT_OFF_CANCEL, RunnerStatistics, Settle, application_error
 from ppy.app.source import Source
 from ppy.errors import CallTimeout
 from ppy.run.forksafe import state as _fork

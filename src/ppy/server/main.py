@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ppy import __version__
-from ppy.app.dispatch import CUT_OFF_CANCEL
+from ppy.app.runner import CUT_OFF_CANCEL
 from ppy.config import Config
 from ppy.run import forksafe
 from ppy.server import handover as handover_mod
