@@ -29,7 +29,7 @@ import msgspec
 from ppy.app.discover import document
 from ppy.app.function import Function
 from ppy.app.registry import Registry
-from ppy.app.runner import Runner, describe
+from ppy.app.runner import CUT_OFF, Runner, describe
 from ppy.app.source import collect
 from ppy.config import Config
 from ppy.errors import ApplicationError, CallTimeout, InternalError, InvalidParams, Overloaded, PpyError, Unauthorized
@@ -53,8 +53,6 @@ Then = Callable[[Call, "bytes | PpyError"], None]
 
 UNAUTHORIZED = ("token required: authenticate first (lines: call rpc.auth with [token]; legacy: add a "
                 '"token" key; HTTP: send Authorization: Bearer <token>)')
-CUT_OFF = ("server is shutting down and this call did not finish within the drain deadline "
-           "(--timeout); it may have run partly: check before retrying")
 
 
 class CallHandle(msgspec.Struct):
@@ -89,6 +87,8 @@ class CallHandle(msgspec.Struct):
         self.finished = True
         dispatcher = self.dispatcher
         dispatcher.inflight -= 1
+        if self.task is not None:  # the drain stops waiting for its task, which ends in this same step
+            dispatcher.forget(self.task)
         body = b""
         if error is None:
             try:
@@ -134,8 +134,8 @@ class Dispatcher:
         self._loop: asyncio.AbstractEventLoop | None = None  # where the flush is posted (see _post_flush)
         #: Starts the task of a call that needs one, named after the method called (``asyncio.current_task()
         #: .get_name()`` in user code); the server replaces it with one the drain tracks, and
-        #: ``forget`` with what takes the task out again: the call's coroutine does that as it ends, which
-        #: costs less than a done callback (a callback is one more loop handle per call).
+        #: ``forget`` with what takes the task out again: ``CallHandle.settle`` does that, in the task's last
+        #: step, which costs less than a done callback (a callback is one more loop handle per call).
         self.spawn: Callable[[Coroutine[Any, Any, Any], str], asyncio.Task[Any]] = _create_task
         self.forget: Callable[[asyncio.Task[Any]], object] = _ignore
         #: [stream hook] stream_observer(method, outcome, items, seconds), ppy.app.streaming
@@ -182,9 +182,17 @@ class Dispatcher:
         if isinstance(handle, bytes):
             return handle
         fn = handle.fn
-        if fn.is_async or fn.streams or not self.runner.start_sync(fn, handle.args, handle.kwargs,
-                                                                   self._timeout(call), handle.settle):
-            handle.task = self.spawn(self._run(handle), call.method)  # its settle() hands the reply to ``then``
+        coro: Coroutine[Any, Any, object] | None
+        if fn.streams:
+            coro = self._run(handle)
+        elif fn.is_async:
+            coro = self.runner.run_settled(fn, handle.args, handle.kwargs, self._timeout(call), handle.settle) \
+                or self._run(handle)
+        elif self.runner.start_sync(fn, handle.args, handle.kwargs, self._timeout(call), handle.settle):
+            return None
+        else:
+            coro = self._run(handle)
+        handle.task = self.spawn(coro, call.method)  # its settle() hands the reply to ``then``
         return None
 
     def _admit(self, call: Call, dialect: str, authed: bool, encode: Encoder, then: Then | None,
@@ -224,28 +232,23 @@ class Dispatcher:
 
     async def _run(self, handle: CallHandle) -> bytes | PpyError:
         """Await the runner and settle the handle, whatever happens (cancellation included): the task
-        of a call begun with ``then``, or the rest of :meth:`call`."""
+        of a call begun with ``then`` (unless the runner's own coroutine runs it), or the rest of
+        :meth:`call`."""
         try:
-            try:
-                fn = handle.fn
-                if fn.streams:  # [stream hook] a generator, for a caller that did not ask for a stream
-                    result = await self._collect(handle)
-                else:
-                    timeout = handle.call.timeout
-                    result = await self.runner.run(fn, handle.args, handle.kwargs,
-                                                   self.timeout if timeout is None else min(timeout, self.timeout))
-            except (asyncio.CancelledError, GeneratorExit):  # the drain deadline passed: still one answer
-                handle.settle(None, CallTimeout(CUT_OFF))
-                raise
-            except BaseException as exc:
-                outcome = handle.settle(None, exc)
+            fn = handle.fn
+            if fn.streams:  # [stream hook] a generator, for a caller that did not ask for a stream
+                result = await self._collect(handle)
             else:
-                outcome = handle.settle(result, None)
-            assert outcome is not None  # only this coroutine completes a handle it runs
-            return outcome
-        finally:
-            if handle.task is not None:  # begin() started it: the drain stops waiting for it
-                self.forget(handle.task)
+                result = await self.runner.run(fn, handle.args, handle.kwargs, self._timeout(handle.call))
+        except (asyncio.CancelledError, GeneratorExit):  # the drain deadline passed: still one answer
+            handle.settle(None, CallTimeout(CUT_OFF))
+            raise
+        except BaseException as exc:
+            outcome = handle.settle(None, exc)
+        else:
+            outcome = handle.settle(result, None)
+        assert outcome is not None  # only this coroutine completes a handle it runs
+        return outcome
 
     async def _collect(self, handle: CallHandle) -> Any:
         """[stream hook] A generator's items as one list (ppy.app.source.collect), bounded by --max-frame-bytes.

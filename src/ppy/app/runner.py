@@ -10,7 +10,7 @@ failure, whatever the exception's ``str()`` does.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -25,6 +25,9 @@ Settle = Callable[[Any, "BaseException | None"], object]
 #: The message of the cancellation that cuts a call's task off at the drain deadline: how the runner tells
 #: it from a cancellation the function's own code asked for (ppy.run.threads.Resume).
 CUT_OFF_CANCEL = "ppy: drain deadline passed"
+#: What a call cut off at the drain deadline answers (-32001).
+CUT_OFF = ("server is shutting down and this call did not finish within the drain deadline "
+           "(--timeout); it may have run partly: check before retrying")
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,18 @@ class Runner(Protocol):
 
         ``settle`` is then called exactly once, on the event loop, with the result or the error
         (a :class:`PpyError`, or any exception, which the dispatcher maps to an internal error).
+        """
+        ...
+
+    def run_settled(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float,
+                    settle: Settle) -> Coroutine[Any, Any, None] | None:
+        """The coroutine a call's task runs, if this runner has one for this function, else None (the
+        dispatcher's task then awaits :meth:`run`).
+
+        It calls ``settle`` exactly once, as :meth:`start_sync` does, also when its task is cancelled
+        (with a ``CallTimeout(CUT_OFF)``, then the cancellation goes on).  One coroutine frame between
+        the task and an ``async def``, where awaiting :meth:`run` from the dispatcher's costs two
+        (docs/performance.md).
         """
         ...
 

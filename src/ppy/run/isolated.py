@@ -157,6 +157,11 @@ class IsolatedRunner:
         """Every call is awaited through :meth:`run` (its worker's reply is read by a task anyway)."""
         return False
 
+    def run_settled(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float,
+                    settle: Settle) -> None:
+        """None: the dispatcher's task awaits :meth:`run` (a worker runs ``async def`` functions too)."""
+        return None
+
     def stream(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Source:
         """[stream hook] A generator's items from a worker, as they come (ppy.run.isolated_stream)."""
         self._next_id += 1

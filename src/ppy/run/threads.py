@@ -32,13 +32,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 import msgspec
 
 from ppy.app.function import Function
-from ppy.app.runner import CUT_OFF_CANCEL, RunnerStatistics, Settle, application_error
+from ppy.app.runner import CUT_OFF, CUT_OFF_CANCEL, RunnerStatistics, Settle, application_error
 from ppy.app.source import Source
 from ppy.errors import CallTimeout
 from ppy.run.forksafe import state as _fork
@@ -104,26 +104,14 @@ class ThreadRunner:
         self.abandoned = 0  # async calls that ignored their deadline's cancellation (see Resume)
 
     async def run(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float) -> Any:
-        deadline: asyncio.Timeout | None = None
+        if fn.is_async:  # the coroutine of run_settled, its outcome raised or returned here
+            outcome: list[Any] = []
+            await self._run_async(fn, args, kwargs, timeout, lambda result, error: outcome.extend((result, error)))
+            result, error = outcome
+            if error is not None:
+                raise error
+            return result
         try:
-            if fn.is_async:
-                # Step the coroutine once ourselves (we are inside the call's task, so current_task()
-                # and contextvars are its own): one that returns without waiting needs no deadline
-                # timer, which is a third of the cost of a call like `async def hello()`.
-                coro = fn.fn(*args, **kwargs)
-                try:
-                    waiting = coro.send(None)
-                except StopIteration as done:
-                    return done.value
-                finally:
-                    if _fork.child:  # forked on the loop thread: the child must not run the server's loop
-                        os._exit(0)
-                async with asyncio.timeout(timeout) as deadline:
-                    try:
-                        return await Resume(coro, waiting, self._abandoned, functools.partial(_imposed, deadline))
-                    finally:
-                        if _fork.child:
-                            os._exit(0)
             speed = self._speeds.get(fn.method)
             if speed is None:
                 speed = self._speeds[fn.method] = Speed()
@@ -142,11 +130,47 @@ class ThreadRunner:
         except (asyncio.CancelledError, GeneratorExit):  # the task ends, not the function's call
             raise
         except BaseException as exc:
+            raise application_error(fn.method, exc, self.debug) from exc
+
+    def run_settled(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float,
+                    settle: Settle) -> Coroutine[Any, Any, None] | None:
+        """For an ``async def``: the coroutine its call's task runs (None for a sync function)."""
+        return self._run_async(fn, args, kwargs, timeout, settle) if fn.is_async else None
+
+    async def _run_async(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float,
+                         settle: Settle) -> None:
+        """Run an ``async def`` in the call's own task and settle it.  The coroutine is stepped once
+        first (we are inside the task, so current_task() and contextvars are its own): one that returns
+        without waiting needs no deadline timer, which is a third of the cost of a call like
+        ``async def hello()``.  Only one that waits runs the rest under ``--timeout``."""
+        deadline: asyncio.Timeout | None = None
+        try:
+            coro = fn.fn(*args, **kwargs)
+            try:
+                try:
+                    waiting = coro.send(None)
+                except StopIteration as done:
+                    result = done.value
+                else:
+                    if _fork.child:  # forked on the loop thread: the child must not run the server's loop
+                        os._exit(0)
+                    async with asyncio.timeout(timeout) as deadline:
+                        result = await Resume(coro, waiting, self._abandoned, functools.partial(_imposed, deadline))
+            finally:
+                if _fork.child:
+                    os._exit(0)
+        except (asyncio.CancelledError, GeneratorExit):  # the drain deadline passed: still one answer
+            settle(None, CallTimeout(CUT_OFF))
+            raise
+        except BaseException as exc:
             # Only the TimeoutError of our own deadline is -32001; one the function raised itself
             # ("the database did not answer in 2 s") is its error like any other, message and all.
             if isinstance(exc, TimeoutError) and deadline is not None and deadline.expired():
-                raise _past_deadline(fn, timeout) from None
-            raise application_error(fn.method, exc, self.debug) from exc
+                settle(None, _past_deadline(fn, timeout))
+            else:
+                settle(None, application_error(fn.method, exc, self.debug))
+        else:
+            settle(result, None)
 
     async def _probe(self, fn: Function, speed: Speed, args: tuple[Any, ...], kwargs: dict[str, Any],
                      timeout: float) -> Any:

@@ -53,15 +53,16 @@ class LineDecoder:
         return self._error is not None or self.buffer.find(b"\n", max(self._pos, self._scanned)) >= 0
 
     def feed(self, data: bytes, limit: int | None = None) -> list[bytes]:
-        if self._error is not None:
+        if not self.buffer:  # (an error found after good lines keeps its bytes here: never empty then)
+            if (nl := data.find(b"\n")) == len(data) - 1 and 0 < nl <= self.max_frame_bytes \
+                    and data[nl - 1] != _CR and (limit is None or limit > 0):
+                # The most common case of all: one whole request per read (a client waiting for each reply).
+                return [] if data.isspace() else [data[:nl]]
+        elif self._error is not None:
             self.buffer.clear()
             self._pos = self._scanned = 0
             error, self._error = self._error, None
             raise ProtocolError(error)
-        if not self.buffer and (nl := data.find(b"\n")) == len(data) - 1 and 0 < nl <= self.max_frame_bytes \
-                and data[nl - 1] != _CR and (limit is None or limit > 0):
-            # The most common case of all: one whole request per read (a client waiting for each reply).
-            return [] if data.isspace() else [data[:nl]]
         if not self.buffer and len(data) <= self._split_max and data.endswith(b"\n") and b"\r" not in data:
             # The common case: whole requests in one read (a pipelined burst), none too long, no b'\r':
             # split in C rather than one find() and one copy per line (docs/performance.md).  Only for

@@ -22,7 +22,7 @@ import contextlib
 
 from starlette.types import Message, Receive, Scope, Send
 
-from ppy.app.dispatch import CUT_OFF
+from ppy.app.runner import CUT_OFF
 from ppy.app.streaming import StreamCall, cancelled, open_stream, pump
 from ppy.errors import CallTimeout, PpyError
 from ppy.server.http.calls import HttpCalls

@@ -99,15 +99,17 @@ class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decrypt
                 self.state.by_dialect[self.dialect] -= 1
 
     def data_received(self, data: bytes) -> None:
-        if self.phase not in READABLE:
-            return
-        if self.handler is None:
+        handler = self.handler
+        if handler is None or self.phase is not OPEN:  # one test for the common case: an open connection
+            if handler is not None or self.phase not in READABLE:
+                return
             if not self._choose_dialect(data):
                 return
             data, self.prefix = self.prefix, b""
-        assert self.handler is not None
+            handler = self.handler
+            assert handler is not None
         try:
-            self._lines.extend(self.handler.decoder.feed(data, CHUNK_LINES))
+            self._lines.extend(handler.decoder.feed(data, CHUNK_LINES))
         except ProtocolError as exc:
             self._protocol_error(exc)
             return
@@ -167,11 +169,11 @@ class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decrypt
         budget = TURN_BUDGET
         handle, decoder, lines = handler.handle, handler.decoder, self._lines
         try:
-            while ((phase := self.phase) is OPEN or phase is EOF) and not self._output_blocked \
-                    and self.calls < self.window:
+            while lines or (decoder.buffer and decoder.ready):  # the attribute first: one request per read
+                if not (((phase := self.phase) is OPEN or phase is EOF) and not self._output_blocked
+                        and self.calls < self.window):
+                    break  # flow control: what was read stays read (as bytes, past CHUNK_LINES)
                 if not lines:
-                    if not decoder.buffer or not decoder.ready:  # the attribute first: one request per read
-                        break
                     try:
                         lines.extend(decoder.feed(b"", CHUNK_LINES))
                     except ProtocolError as exc:
@@ -190,19 +192,20 @@ class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decrypt
             self._pumping = False
         if self._out:
             self._flush()
-        held = bool(lines) or (bool(decoder.buffer) and decoder.ready)
-        if self.phase is EOF and not held:
-            self.phase = FINISHING
+        phase, calls, buffered = self.phase, self.calls, decoder.buffer
+        held = bool(lines) or (bool(buffered) and decoder.ready)
+        if phase is EOF and not held:
+            phase = self.phase = FINISHING
             try:
                 decoder.feed_eof()
             except ProtocolError as exc:
                 self._protocol_error(exc)
-        reading = self.phase is OPEN and not self._output_blocked and self.calls < self.window and not held
+        reading = phase is OPEN and not self._output_blocked and calls < self.window and not held
         if reading is not self._reading:
             self._set_reading(reading)
-        if decoder.buffer or self._deadline is not None:
+        if buffered or self._deadline is not None:
             self._track_partial()
-        if not self.calls:
+        if not calls:
             self._maybe_close()
 
     def finished(self, weight: int, reply: bytes | None) -> None:
@@ -219,10 +222,17 @@ class Connection(asyncio.BaseProtocol):  # not asyncio.Protocol: see tls.Decrypt
                 elif not self._flush_posted:
                     self._flush_posted = True
                     self.loop.call_soon(self._flush)
-        if (not self._reading or self._lines) and ((phase := self.phase) is OPEN or phase is EOF):
+        phase = self.phase
+        if (not self._reading or self._lines) and (phase is OPEN or phase is EOF):
             self._pump()  # the window may have opened
         elif not calls:
-            self._maybe_close()  # or restart the idle clock
+            handler = self.handler  # set: only a handler's calls finish
+            if phase is OPEN and handler is not None and not handler.decoder.buffer and not self.state.draining:
+                self._idle_from = self.loop.time()  # _maybe_close, inlined for its common case (once per call)
+                if self._idle is None:
+                    self._idle = self.loop.call_at(self._idle_from + self.config.idle_timeout, self._idle_fired)
+            else:
+                self._maybe_close()  # or restart the idle clock
 
     def send(self, frame: bytes) -> None:
         """Queue a framed reply: the replies of one loop turn leave in one write (one send() for 16

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ppy.app.dispatch import CUT_OFF
+from ppy.app.runner import CUT_OFF
 from ppy.errors import CallTimeout, Overloaded, PpyError, Unauthorized
 from ppy.server.tcp.dialect import Link
 from ppy.server.tcp.stream import LineStreams

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ppy.app.dispatch import CUT_OFF
+from ppy.app.runner import CUT_OFF
 from ppy.app.streaming import StreamCall, cancelled, open_stream, pump
 from ppy.errors import CallTimeout, InvalidRequest, PpyError
 from ppy.server.tcp.dialect import Link
