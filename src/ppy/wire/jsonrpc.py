@@ -68,20 +68,33 @@ def parse(data: bytes | str, *, max_depth: int = 64, max_batch: int = 100) -> tu
     Never raises: malformed JSON becomes a ``Rejected`` with id ``None``.
     """
     if isinstance(data, bytes):
-        # Fast path: the struct's verdict, once the nesting is known to be within the limit (the request
-        # object is one level, its params the rest; a batch is one more).  msgspec refuses nesting past
-        # the interpreter's recursion limit itself (RecursionError).
-        try:
-            doc = _fast.decode(data)
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-            pass  # the slow path below says what is wrong
-        else:
-            if isinstance(doc, _Request):
-                if len(data) <= max_depth or not jsonvalue.nests_too_deep(doc.params, data, max_depth - 1):
-                    return [_call(doc)], False
-            elif doc and len(doc) <= max_batch and (
-                    len(data) <= max_depth or data.count(b"[") + data.count(b"{") <= max_depth):
-                return [_call(req) for req in doc], True
+        parsed = parse_line(data, max_depth, max_batch)
+        return parsed if isinstance(parsed, tuple) else ([parsed], False)
+    return _parse_slow(data, max_depth, max_batch)
+
+
+def parse_line(data: bytes, max_depth: int = 64, max_batch: int = 100) -> Call | tuple[list[Item], bool]:
+    """:func:`parse` for a hot path: a single well-formed request comes back as its :class:`Call`,
+    unwrapped (no list and no tuple made per request); anything else as :func:`parse` returns it."""
+    # Fast path: the struct's verdict, once the nesting is known to be within the limit (the request
+    # object is one level, its params the rest; a batch is one more).  msgspec refuses nesting past
+    # the interpreter's recursion limit itself (RecursionError).
+    try:
+        doc = _fast.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        pass  # the slow path below says what is wrong
+    else:
+        if isinstance(doc, _Request):
+            if len(data) <= max_depth or not jsonvalue.nests_too_deep(doc.params, data, max_depth - 1):
+                return _call(doc)
+        elif doc and len(doc) <= max_batch and (
+                len(data) <= max_depth or data.count(b"[") + data.count(b"{") <= max_depth):
+            return [_call(req) for req in doc], True
+    return _parse_slow(data, max_depth, max_batch)
+
+
+def _parse_slow(data: bytes | str, max_depth: int, max_batch: int) -> tuple[list[Item], bool]:
+    """Decode to builtins and check each request in Python: the path that words every error."""
     try:
         doc = jsonvalue.decode(data, max_depth)
     except PpyError as exc:

@@ -18,6 +18,8 @@ DIALECT = Dialect.LINES
 #: The notification a draining process sends on every lines connection when it hands over.
 GOAWAY = b'{"jsonrpc":"2.0","method":"rpc.goaway"}'
 _ENCODE = jsonvalue.encode
+_RESULT_LINE = jsonrpc.encode_result_line
+_parse_line = jsonrpc.parse_line
 
 
 class LinesHandler:
@@ -48,8 +50,34 @@ class LinesHandler:
 
     def handle(self, line: bytes) -> bool:
         """Handle one request line: a reply that is ready at once is queued now, else when its call ends."""
+        call = _parse_line(line, self.max_depth, self.max_batch)
+        if isinstance(call, tuple):
+            return self._handle_items(*call)
+        if self.state.draining:
+            return self._handle_items([call], False)
+        if (call.stream or call.method == "rpc.cancel") and self.streams.handle(call):  # [stream hook]
+            return True
         conn = self.conn
-        items, batch = jsonrpc.parse(line, max_depth=self.max_depth, max_batch=self.max_batch)
+        try:
+            started = self.dispatcher.begin(call, DIALECT, conn.authed, _ENCODE, self._then)
+        except PpyError as exc:
+            if isinstance(exc, Unauthorized) and call.method == "rpc.auth":
+                conn.wrong_token()
+            if not call.notify:
+                conn.send_line(jsonrpc.encode_error(call.id, exc))
+            return True
+        if started is None:  # running: _settled is called when it ends
+            conn.calls += 1
+            return True
+        if call.method == "rpc.auth":
+            conn.authed = True
+        if not call.notify:
+            conn.send(_RESULT_LINE(call.id, started))
+        return True
+
+    def _handle_items(self, items: list[jsonrpc.Item], batch: bool) -> bool:
+        """A batch, a request answered with an error at once, or any request while the server drains."""
+        conn = self.conn
         if self.state.draining:
             self._send_errors(items, batch, Overloaded(SHUTTING_DOWN))
             return True
@@ -60,37 +88,19 @@ class LinesHandler:
             self.state.spawn(self._run_batch(items))
             return True
         item = items[0]
-        if isinstance(item, jsonrpc.Rejected):
-            conn.send_line(jsonrpc.encode_error(item.id, item.error))
-            return True
-        if (item.stream or item.method == "rpc.cancel") and self.streams.handle(item):  # [stream hook]
-            return True
-        try:
-            started = self.dispatcher.begin(item, DIALECT, conn.authed, _ENCODE, self._then)
-        except PpyError as exc:
-            if isinstance(exc, Unauthorized) and item.method == "rpc.auth":
-                conn.wrong_token()
-            if not item.notify:
-                conn.send_line(jsonrpc.encode_error(item.id, exc))
-            return True
-        if started is None:  # running: _settled is called when it ends
-            conn.calls += 1
-            return True
-        if item.method == "rpc.auth":
-            conn.authed = True
-        if not item.notify:
-            conn.send(jsonrpc.encode_result_line(item.id, started))
+        assert isinstance(item, jsonrpc.Rejected)  # a single request that parsed is handled by handle()
+        conn.send_line(jsonrpc.encode_error(item.id, item.error))
         return True
 
     def _settled(self, item: Call, outcome: bytes | PpyError) -> None:
         """A call that did not finish at once has ended (on the loop: a runner callback or its task)."""
-        reply = None
-        if not item.notify:
-            if isinstance(outcome, PpyError):
-                reply = jsonrpc.encode_error(item.id, outcome) + b"\n"
-            else:
-                reply = jsonrpc.encode_result_line(item.id, outcome)
-        self.conn.finished(1, reply)
+        if item.notify:
+            self.conn.finished(1, None)
+        elif type(outcome) is bytes:
+            self.conn.finished(1, _RESULT_LINE(item.id, outcome))
+        else:
+            assert isinstance(outcome, PpyError)
+            self.conn.finished(1, jsonrpc.encode_error(item.id, outcome) + b"\n")
 
     async def _reply(self, item: jsonrpc.Item) -> bytes | None:
         if isinstance(item, jsonrpc.Rejected):
