@@ -79,8 +79,8 @@ class Runner(Protocol):
 
     def run_settled(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float,
                     settle: Settle) -> Coroutine[Any, Any, None] | None:
-        """The coroutine a call's task runs, if this runner has one for this function, else None (the
-        dispatcher's task then awaits :meth:`run`).
+        """For an ``async def``: the coroutine its call's task runs, if this runner has one, else None
+        (the dispatcher's task then awaits :meth:`run`).
 
         It calls ``settle`` exactly once, as :meth:`start_sync` does, also when its task is cancelled
         (with a ``CallTimeout(CUT_OFF)``, then the cancellation goes on).  One coroutine frame between

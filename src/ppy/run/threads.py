@@ -32,7 +32,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import msgspec
@@ -106,7 +106,7 @@ class ThreadRunner:
     async def run(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float) -> Any:
         if fn.is_async:  # the coroutine of run_settled, its outcome raised or returned here
             outcome: list[Any] = []
-            await self._run_async(fn, args, kwargs, timeout, lambda result, error: outcome.extend((result, error)))
+            await self.run_settled(fn, args, kwargs, timeout, lambda result, error: outcome.extend((result, error)))
             result, error = outcome
             if error is not None:
                 raise error
@@ -132,14 +132,10 @@ class ThreadRunner:
         except BaseException as exc:
             raise application_error(fn.method, exc, self.debug) from exc
 
-    def run_settled(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float,
-                    settle: Settle) -> Coroutine[Any, Any, None] | None:
-        """For an ``async def``: the coroutine its call's task runs (None for a sync function)."""
-        return self._run_async(fn, args, kwargs, timeout, settle) if fn.is_async else None
-
-    async def _run_async(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float,
-                         settle: Settle) -> None:
-        """Run an ``async def`` in the call's own task and settle it.  The coroutine is stepped once
+    async def run_settled(self, fn: Function, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float,
+                          settle: Settle) -> None:
+        """Run an ``async def`` in the call's own task and settle it (an ``async def`` itself: calling
+        it makes the coroutine, no wrapper frame).  The coroutine is stepped once
         first (we are inside the task, so current_task() and contextvars are its own): one that returns
         without waiting needs no deadline timer, which is a third of the cost of a call like
         ``async def hello()``.  Only one that waits runs the rest under ``--timeout``."""
