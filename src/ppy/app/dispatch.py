@@ -86,34 +86,35 @@ class CallHandle(msgspec.Struct):
         if self.finished:
             return None
         self.finished = True
-        dispatcher = self.dispatcher
+        dispatcher, call = self.dispatcher, self.call
         dispatcher.inflight -= 1
         if self.task is not None:  # the drain stops waiting for its task, which ends in this same step
             dispatcher.forget(self.task)
-        body = b""
+        outcome: bytes | PpyError
         if error is None:
             try:
-                body = self.encode(result)
+                outcome = self.encode(result)
             except PpyError as exc:
-                error = exc
+                outcome = exc
             except Exception as exc:  # an encoder bug, or a result whose methods raise
-                error = InternalError(f"the result of {self.call.method} could not be encoded "
-                                      f"({describe(exc)}); return JSON-compatible values")
-        if error is not None and not isinstance(error, PpyError):
-            cause = error
-            error = InternalError(f"{self.call.method} failed inside the server ({type(cause).__name__}); "
-                                  "see the server log")
-            error.__cause__ = cause
+                outcome = InternalError(f"the result of {call.method} could not be encoded "
+                                        f"({describe(exc)}); return JSON-compatible values")
+        elif isinstance(error, PpyError):
+            outcome = error
+        else:
+            outcome = InternalError(f"{call.method} failed inside the server ({type(error).__name__}); "
+                                    "see the server log")
+            outcome.__cause__ = error
         try:
-            dispatcher._done(self.call, self.dialect, self.start, error)
+            dispatcher._done(call, self.dialect, self.start, outcome if isinstance(outcome, PpyError) else None)
         except Exception:  # logging or an observer failed: the reply still goes out
-            log.exception("internal error while recording a call of %s", self.call.method)
-        outcome = body if error is None else error
-        if self.then is not None:
+            log.exception("internal error while recording a call of %s", call.method)
+        then = self.then
+        if then is not None:
             try:
-                self.then(self.call, outcome)
+                then(call, outcome)
             except Exception:  # a bug of a front end must not stop the runner delivering other results
-                log.exception("internal error while answering a call of %s", self.call.method)
+                log.exception("internal error while answering a call of %s", call.method)
         return outcome
 
 
